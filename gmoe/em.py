@@ -1,0 +1,293 @@
+"""EM / MLE for Gaussian mixtures of experts, shared by every gate."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._design import Design
+from ._validation import check_choice, check_positive_float, check_positive_int, check_X_y
+from .exceptions import ConvergenceWarning
+from .experts import expert_log_density_T, experts_m_step
+from .gates import Gate, SoftmaxGate, make_gate
+from .initialization import (
+    INITS,
+    kmeans_responsibilities,
+    near_truth_params,
+    params_from_responsibilities,
+    random_responsibilities,
+)
+from .model import GaussianMoE, joint_log_T
+from .params import MoEParams
+
+__all__ = ["FitResult", "fit_em", "STOP_RULES"]
+
+#: ``"relative"``: |l_t - l_{t-1}| <= tol |l_t| (the published rule);
+#: ``"per_sample"``: |l_t - l_{t-1}| / n <= tol.
+STOP_RULES = ("relative", "per_sample")
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit_em` (the best of its restarts).
+
+    Attributes
+    ----------
+    params : MoEParams
+        Fitted parameters in the gate's normal form (the last finite iterate when a
+        fit failed).
+    gate : Gate
+    loglik : float
+        Total log-likelihood at ``params``.
+    n_iter : int
+        Number of EM iterations (M-steps).
+    converged : bool
+        Whether the stopping rule was met before ``max_iter``.
+    loglik_trace : ndarray
+        Log-likelihood before each M-step and at the end.
+    reason : str or None
+        Why the fit failed (non-finite likelihood, degenerate variance), None if it
+        did not.
+    stopped_by : str
+        ``"relative"``, ``"per_sample"``, ``"max_iter"`` or ``"failure"``.
+    n_samples : int
+    restart_logliks : list of float
+        Final log-likelihood of each restart.
+    best_restart : int
+    floor_hits : int
+        Number of M-steps in which the variance floor bound.
+    seconds : float
+        Wall time of all restarts.
+    """
+
+    params: MoEParams
+    gate: Gate
+    loglik: float
+    n_iter: int
+    converged: bool
+    loglik_trace: np.ndarray
+    reason: str | None = None
+    stopped_by: str = "relative"
+    n_samples: int = 0
+    restart_logliks: list = field(default_factory=list)
+    best_restart: int = 0
+    floor_hits: int = 0
+    seconds: float = 0.0
+
+    @property
+    def success(self) -> bool:
+        """True unless the fit failed (see ``reason``)."""
+        return self.reason is None
+
+    @property
+    def model(self) -> GaussianMoE:
+        """The fitted :class:`GaussianMoE`."""
+        return GaussianMoE(self.gate, self.params)
+
+    def n_parameters(self) -> int:
+        """Free parameters: k (d + 2) expert parameters plus the gate's."""
+        k, d = self.params.k, self.params.d
+        return k * (d + 2) + self.gate.n_params(k, d)
+
+    def bic(self) -> float:
+        """Bayesian information criterion ``-2 loglik + p log n`` (lower is better)."""
+        return -2 * self.loglik + self.n_parameters() * np.log(self.n_samples)
+
+    def aic(self) -> float:
+        """Akaike information criterion ``-2 loglik + 2 p``."""
+        return -2 * self.loglik + 2 * self.n_parameters()
+
+    def to_dict(self) -> dict:
+        """JSON-safe summary (no trace)."""
+        return {"params": self.params.to_dict(), "gate": self.gate.get_config(),
+                "loglik": float(self.loglik), "n_iter": int(self.n_iter),
+                "converged": bool(self.converged), "reason": self.reason,
+                "stopped_by": self.stopped_by, "n_samples": int(self.n_samples),
+                "restart_logliks": [float(v) for v in self.restart_logliks],
+                "best_restart": int(self.best_restart), "floor_hits": int(self.floor_hits),
+                "seconds": float(self.seconds)}
+
+    def summary(self) -> str:
+        """A readable report of the fit."""
+        p = self.params
+        status = "converged" if self.converged else "NOT converged"
+        lines = [f"Gaussian MoE fit: {p.k} experts, d = {p.d}, gate = {self.gate!r}",
+                 f"  n = {self.n_samples}, log-likelihood = {self.loglik:.6g} "
+                 f"({self.loglik / max(self.n_samples, 1):.6g} per sample)",
+                 f"  {status} after {self.n_iter} iterations (stopped by {self.stopped_by}); "
+                 f"{len(self.restart_logliks)} restart(s), best #{self.best_restart}; "
+                 f"{self.seconds:.3g} s",
+                 f"  BIC = {self.bic():.6g}, AIC = {self.aic():.6g}"]
+        if self.reason:
+            lines.append(f"  FAILED: {self.reason}")
+        header = "  expert    beta0   " + "  ".join(f"beta1[{j}]" for j in range(p.d)) \
+            + "  " + "  ".join(f"a[{j}]" for j in range(p.d)) + "        b       var"
+        lines.append(header)
+        for i in range(p.k):
+            row = f"  {i:6d} {p.beta0[i]:9.4g} " + " ".join(f"{v:9.4g}" for v in p.beta1[i]) \
+                + " " + " ".join(f"{v:9.4g}" for v in p.a[i]) + f" {p.b[i]:9.4g} {p.var[i]:9.4g}"
+            lines.append(row)
+        if p.tau is not None:
+            lines.append(f"  tau = {p.tau:.6g}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"FitResult(k={self.params.k}, loglik={self.loglik:.6g}, n_iter={self.n_iter}, "
+                f"converged={self.converged}, reason={self.reason!r})")
+
+
+def _run_em(design: Design, gate: Gate, params: MoEParams, tol: float, max_iter: int,
+            stop: str, var_floor: float) -> dict:
+    """One EM run from ``params``; never raises on numerical failure."""
+    params = gate.normal_form(params)
+    log_w = gate._log_weights_T(design, params)
+    log_phi = expert_log_density_T(design, params.a, params.b, params.var)
+    buf = np.empty_like(log_w)
+    trace: list[float] = []
+    reason, converged, stopped_by = None, False, "max_iter"
+    floor_hits, floored = 0, np.zeros(params.k, dtype=bool)
+    last_good = params
+    n = design.n
+    for it in range(max_iter + 1):
+        resp, ll_n = joint_log_T(log_w, log_phi, out=buf)
+        ll = float(ll_n.sum())
+        if not np.isfinite(ll):
+            reason = f"non-finite log-likelihood at iteration {it}"
+            stopped_by, params = "failure", last_good
+            break
+        trace.append(ll)
+        last_good = params
+        if it > 0:
+            change = abs(ll - trace[-2])
+            if (change <= tol * abs(ll)) if stop == "relative" else (change <= tol * n):
+                converged, stopped_by = True, stop
+                break
+        if it == max_iter:
+            break
+        a, b, var, log_phi, floored, _ = experts_m_step(design, resp, params.a, params.b,
+                                                        var_floor)
+        floor_hits += int(floored.any())
+        params = params.replace(a=a, b=b, var=var)
+        params, log_w, _ = gate.m_step(design, resp, params, log_w, log_phi)
+    if reason is None and floored.any():
+        which = ", ".join(str(i) for i in np.flatnonzero(floored))
+        reason = (f"degenerate variance: expert(s) {which} at the variance floor "
+                  f"{var_floor:.3g} (a collapsing component)")
+    return {"params": params, "loglik": trace[-1] if trace else -np.inf,
+            "n_iter": max(len(trace) - 1, 0), "converged": converged,
+            "trace": np.array(trace), "reason": reason, "stopped_by": stopped_by,
+            "floor_hits": floor_hits}
+
+
+def fit_em(X, y, n_experts: int, gate: Gate | str | dict | None = None,
+           init: str | MoEParams = "kmeans", n_init: int = 1, tol: float = 1e-6,
+           max_iter: int = 2000, rng=None, truth: MoEParams | None = None, *,
+           stop: str = "relative", var_floor: float | None = None,
+           init_scale: float = 1.0, warn: bool = True) -> FitResult:
+    """Fit a Gaussian mixture of experts by EM, keeping the best of ``n_init`` restarts.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,)
+    n_experts : int
+        Number of experts k to fit (>= 1).
+    gate : Gate, str or dict, default=SoftmaxGate()
+    init : {"kmeans", "random", "near_truth"} or MoEParams, default="kmeans"
+        ``"near_truth"`` (needs ``truth``) perturbs the truth as in the published
+        protocol (see :func:`gmoe.initialization.near_truth_params`); an explicit
+        MoEParams starts from those parameters.
+    n_init : int, default=1
+        Number of restarts; the best final log-likelihood among successful fits wins.
+    tol : float, default=1e-6
+        Stopping tolerance on the change of the log-likelihood.
+    max_iter : int, default=2000
+    rng : None, int or numpy.random.Generator
+    truth : MoEParams, optional
+        True parameters, needed by ``init="near_truth"``.
+    stop : {"relative", "per_sample"}, default="relative"
+        ``"relative"`` stops when |l_t - l_{t-1}| <= tol |l_t| (the published rule,
+        which loosens with n); ``"per_sample"`` when |l_t - l_{t-1}| <= tol n.
+    var_floor : float, optional
+        Lower bound of the variances; default ``1e-6 * var(y)``.
+    init_scale : float, default=1.0
+        The constant c of the near-truth noise ``c * n**-0.083``.
+    warn : bool, default=True
+        Emit a :class:`~gmoe.exceptions.ConvergenceWarning` if the best restart did
+        not converge.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    ValueError
+        On malformed input (shapes, NaN/inf, n_experts < 1, unknown init, near_truth
+        without truth, ...).
+
+    Examples
+    --------
+    >>> from gmoe import GaussianMoE, MoEParams, SoftmaxGate, fit_em
+    >>> truth = MoEParams([1.0, 0.0], [[-3.0], [0.0]], [[2.0], [-2.0]], [0.0, 1.0],
+    ...                   [0.1, 0.1])
+    >>> X, y = GaussianMoE(SoftmaxGate(), truth).sample(2000, rng=1)
+    >>> fit = fit_em(X, y, 2, n_init=3, rng=0)
+    >>> fit.converged
+    True
+    """
+    X, y = check_X_y(X, y)
+    k = check_positive_int(n_experts, "n_experts")
+    gate = SoftmaxGate() if gate is None else make_gate(gate)
+    n_init = check_positive_int(n_init, "n_init")
+    max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
+    tol = check_positive_float(tol, "tol", allow_zero=True)
+    check_choice(stop, "stop rule", STOP_RULES)
+    init_scale = check_positive_float(init_scale, "init_scale", allow_zero=True)
+    n, d = X.shape
+    if isinstance(init, MoEParams):
+        gate.check_params(init, d=d)
+        if init.k != k:
+            raise ValueError(f"init has {init.k} experts but n_experts = {k}")
+    else:
+        check_choice(init, "init", INITS)
+        if init == "near_truth":
+            if truth is None:
+                raise ValueError("init='near_truth' needs the true parameters: pass truth=")
+            gate.check_params(truth, d=d)
+    if var_floor is None:
+        var_floor = 1e-6 * max(float(np.var(y)), 1e-300)
+    var_floor = check_positive_float(var_floor, "var_floor")
+    rng = np.random.default_rng(rng)
+    design = Design(X, y)
+
+    start_time = time.perf_counter()
+    runs = []
+    for _ in range(n_init if not isinstance(init, MoEParams) else 1):
+        if isinstance(init, MoEParams):
+            params0 = gate.prepare(init)
+        elif init == "near_truth":
+            params0 = gate.prepare(near_truth_params(truth, k, n, rng, init_scale))
+        else:
+            resp = (kmeans_responsibilities(X, y, k, rng) if init == "kmeans"
+                    else random_responsibilities(n, k, rng))
+            params0 = params_from_responsibilities(design, resp, gate, var_floor)
+        runs.append(_run_em(design, gate, params0, tol, max_iter, stop, var_floor))
+    seconds = time.perf_counter() - start_time
+
+    ok = [i for i, r in enumerate(runs) if r["reason"] is None]
+    pool = ok if ok else list(range(len(runs)))
+    best = max(pool, key=lambda i: runs[i]["loglik"])
+    r = runs[best]
+    if warn and not r["converged"] and r["reason"] is None:
+        warnings.warn(f"EM did not converge in {max_iter} iterations (tol={tol}, "
+                      f"stop={stop!r}); increase max_iter or tol", ConvergenceWarning,
+                      stacklevel=2)
+    return FitResult(params=r["params"], gate=gate, loglik=r["loglik"], n_iter=r["n_iter"],
+                     converged=r["converged"], loglik_trace=r["trace"], reason=r["reason"],
+                     stopped_by=r["stopped_by"], n_samples=n,
+                     restart_logliks=[run["loglik"] for run in runs], best_restart=best,
+                     floor_hits=r["floor_hits"], seconds=seconds)

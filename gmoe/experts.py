@@ -1,0 +1,82 @@
+"""Gaussian linear experts: log densities and the weighted least-squares M-step."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._design import Design
+
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+def expert_means_T(design: Design, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Expert means ``a_i^T x_n + b_i`` as a (k, n) array."""
+    mu = a @ design.XT
+    mu += b[:, None]
+    return mu
+
+
+def log_phi_from_squares(sq_T: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """``log N(resid; 0, var_i)`` in place on a (k, n) array of squared residuals."""
+    sq_T *= (-0.5 / var)[:, None]
+    sq_T -= (0.5 * (_LOG_2PI + np.log(var)))[:, None]
+    return sq_T
+
+
+def expert_log_density_T(design: Design, a, b, var) -> np.ndarray:
+    """``log N(y_n; a_i^T x_n + b_i, var_i)`` as a (k, n) array."""
+    resid = expert_means_T(design, a, b)
+    np.subtract(design.y, resid, out=resid)
+    np.square(resid, out=resid)
+    return log_phi_from_squares(resid, var)
+
+
+def experts_m_step(design: Design, resp_T: np.ndarray, a_old, b_old, var_floor: float):
+    """Weighted least squares per expert, variance = weighted mean squared residual.
+
+    Parameters
+    ----------
+    design : Design
+    resp_T : ndarray of shape (k, n)
+    a_old, b_old : current expert coefficients, kept for an expert whose weighted
+        design is singular (no effective data).
+    var_floor : float
+        Lower bound for the variances.
+
+    Returns
+    -------
+    a : (k, d), b : (k,), var : (k,), log_phi_T : (k, n) at the new parameters,
+    floored : bool array (k,) where the floor bound, degenerate : bool array (k,)
+    where the weighted design was singular.
+    """
+    p = design.p
+    k = resp_T.shape[0]
+    sums = resp_T @ design.moments.T  # (k, p*p + p)
+    G = sums[:, : p * p].reshape(k, p, p)
+    h = sums[:, p * p:]
+    nk = G[:, -1, -1]  # sum of responsibilities (z has a constant 1 last)
+    coef = np.column_stack([a_old, b_old])
+    degenerate = np.zeros(k, dtype=bool)
+    for i in range(k):
+        scale = np.trace(G[i]) / p
+        if not (nk[i] > 0 and scale > 0):
+            degenerate[i] = True
+            continue
+        try:
+            sol = np.linalg.solve(G[i] + (1e-13 * scale) * np.eye(p), h[i])
+        except np.linalg.LinAlgError:
+            degenerate[i] = True
+            continue
+        if np.all(np.isfinite(sol)):
+            coef[i] = sol
+        else:
+            degenerate[i] = True
+    resid = coef @ design.ZT
+    np.subtract(design.y, resid, out=resid)
+    sq = np.square(resid, out=resid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = np.einsum("kn,kn->k", resp_T, sq) / nk
+    var = np.where(np.isfinite(var), var, var_floor)
+    floored = var < var_floor
+    var = np.maximum(var, var_floor)
+    return coef[:, :-1], coef[:, -1], var, log_phi_from_squares(sq, var), floored, degenerate

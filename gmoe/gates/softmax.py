@@ -1,0 +1,143 @@
+"""Softmax gate: g_i(x) = softmax_i(beta1_i^T x + beta0_i)."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from .._design import Design
+from .._validation import check_positive_float, check_positive_int
+from ..params import MoEParams
+from ._base import Gate, GateStepInfo
+
+__all__ = ["SoftmaxGate", "log_softmax_T"]
+
+
+def log_softmax_T(eta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Log-softmax over axis 0 of an expert-major (k, n) array, in place.
+
+    Returns ``(log_w, P, lse)``: the log weights (written into ``eta``), the weights,
+    and the log normaliser of shape (n,). One exp over (k, n), one log over (n,).
+    """
+    m = eta.max(axis=0)
+    eta -= m
+    P = np.exp(eta)
+    s = P.sum(axis=0)
+    P /= s
+    log_s = np.log(s)
+    eta -= log_s
+    return eta, P, m + log_s
+
+
+def logit_gram(P: np.ndarray, zz: np.ndarray, p: int) -> np.ndarray:
+    """Negative Hessian of ``sum_n log softmax`` in the free logits' coefficients.
+
+    Block (i, j) is ``sum_n P_in (delta_ij - P_jn) z_n z_n^T`` for i, j < k - 1; all
+    blocks come from one matrix product with the precomputed outer products ``zz``.
+    """
+    km1 = P.shape[0] - 1
+    pairs = [(i, j) for i in range(km1) for j in range(i, km1)]
+    C = np.empty((len(pairs), P.shape[1]))
+    for row, (i, j) in enumerate(pairs):
+        np.multiply(P[i], -P[j], out=C[row])
+        if i == j:
+            C[row] += P[i]
+    blocks = (C @ zz.T).reshape(len(pairs), p, p)
+    H = np.empty((km1 * p, km1 * p))
+    for row, (i, j) in enumerate(pairs):
+        H[i * p:(i + 1) * p, j * p:(j + 1) * p] = blocks[row]
+        H[j * p:(j + 1) * p, i * p:(i + 1) * p] = blocks[row].T
+    return H
+
+
+def newton_solve(H: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Solve ``H delta = g`` for a positive semi-definite H, with a tiny ridge if singular."""
+    ridge = 1e-12 * max(np.trace(H) / H.shape[0], 1e-300)
+    for _ in range(8):
+        try:
+            return scipy.linalg.solve(H + ridge * np.eye(H.shape[0]), g, assume_a="pos")
+        except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+            ridge *= 1e3
+    return np.linalg.lstsq(H, g, rcond=None)[0]
+
+
+class SoftmaxGate(Gate):
+    """Softmax gating: ``g_i(x) = softmax_i(beta1_i^T x + beta0_i)``.
+
+    The gating M-step is a weighted multinomial logistic regression with the last
+    expert as the fixed reference class, solved by Newton's method (IRLS),
+    warm-started at the current parameters, with step halving so that the weighted
+    objective never decreases.
+
+    Parameters
+    ----------
+    max_newton : int, default=50
+        Largest number of Newton steps per M-step (warm starts usually need 1-3).
+    newton_tol : float, default=1e-8
+        Stop when half the Newton decrement (the predicted objective gain) is below it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gmoe import MoEParams, SoftmaxGate
+    >>> p = MoEParams([0.0, 0.0], [[1.0], [0.0]], [[1.0], [-1.0]], [0.0, 0.0], [1.0, 1.0])
+    >>> SoftmaxGate().weights(np.array([[0.0]]), p)
+    array([[0.5, 0.5]])
+    """
+
+    name = "softmax"
+    shifts_slopes = True
+
+    def __init__(self, max_newton: int = 50, newton_tol: float = 1e-8):
+        self.max_newton = check_positive_int(max_newton, "max_newton")
+        self.newton_tol = check_positive_float(newton_tol, "newton_tol")
+
+    def get_config(self) -> dict:
+        return {"name": self.name}
+
+    def _log_weights_T(self, design: Design, params: MoEParams) -> np.ndarray:
+        eta = params.beta1 @ design.XT
+        eta += params.beta0[:, None]
+        return log_softmax_T(eta)[0]
+
+    def m_step(self, design, resp_T, params, log_w_T, log_phi_T=None):
+        k, p = params.k, design.p
+        params = self.normal_form(params)
+        if k == 1:
+            return params, np.zeros((1, design.n)), GateStepInfo(0.0, 0.0)
+        ZT = design.ZT
+        theta = np.column_stack([params.beta1[:-1], params.beta0[:-1]])  # (k-1, p)
+        RZ = resp_T[:-1] @ ZT.T
+        P = np.exp(log_w_T)
+        # logits are 0 for the reference expert, so its log weight is -lse
+        q = float(np.sum(theta * RZ) + np.sum(log_w_T[-1]))
+        q0, n_steps = q, 0
+        info = GateStepInfo(q0, q0)
+        full = np.zeros((k, p))
+        for _ in range(self.max_newton):
+            grad = RZ - P[:-1] @ ZT.T
+            H = logit_gram(P, design.zz, p)
+            delta = newton_solve(H, grad.ravel()).reshape(k - 1, p)
+            decrement = float(np.sum(grad * delta))
+            if not np.isfinite(decrement) or decrement / 2 <= self.newton_tol:
+                break
+            step, accepted = 1.0, False
+            for _ in range(40):
+                trial = theta + step * delta
+                full[:-1] = trial
+                eta = full @ ZT
+                lw, P_new, lse = log_softmax_T(eta)
+                q_new = float(np.sum(trial * RZ) - np.sum(lse))
+                if q_new >= q:
+                    accepted = True
+                    break
+                step *= 0.5
+            if not accepted:
+                info.notes.append("line search found no ascent")
+                break
+            theta, q, log_w_T, P = trial, q_new, lw, P_new
+            n_steps += 1
+        info.objective_after, info.n_steps = q, n_steps
+        beta0 = np.append(theta[:, -1], 0.0)
+        beta1 = np.vstack([theta[:, :-1], np.zeros((1, design.d))])
+        return params.replace(beta0=beta0, beta1=beta1), log_w_T, info

@@ -1,0 +1,121 @@
+"""Starting points for EM: every initialisation is turned into parameters by one M-step."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._design import Design
+from .experts import experts_m_step
+from .gates import Gate
+from .params import MoEParams
+
+__all__ = ["INITS", "near_truth_params", "kmeans_responsibilities", "random_responsibilities",
+           "params_from_responsibilities"]
+
+INITS = ("near_truth", "kmeans", "random")
+
+
+def near_truth_params(truth: MoEParams, k: int, n: int, rng, scale: float = 1.0,
+                      exponent: float = -0.083) -> MoEParams:
+    """The published protocol: perturb the truth with noise of sd ``scale * n**exponent``.
+
+    Fitted experts are assigned at random to true experts so that every true expert
+    receives at least one (when ``k >= k*``). Experts sharing a true atom split its
+    gate weight: each gets ``beta0* - log(m)`` for m fitted copies, so the mixing
+    measure's weights add up. Every parameter then gets independent Gaussian noise;
+    standard deviations are perturbed (and their absolute value taken), and a
+    temperature is perturbed on the log scale.
+
+    Parameters
+    ----------
+    truth : MoEParams
+    k : int
+        Number of fitted experts.
+    n : int
+        Sample size (sets the noise level).
+    rng : numpy.random.Generator
+    scale : float, default=1.0
+        The constant c in ``c * n**exponent``.
+    exponent : float, default=-0.083
+
+    Returns
+    -------
+    MoEParams with k experts.
+    """
+    kstar = truth.k
+    if k >= kstar:
+        assign = np.concatenate([np.arange(kstar), rng.integers(0, kstar, size=k - kstar)])
+        assign = rng.permutation(assign)
+    else:
+        assign = rng.choice(kstar, size=k, replace=False)
+    copies = np.bincount(assign, minlength=kstar)[assign]
+    sd = scale * float(n) ** exponent
+
+    def noisy(x):
+        return x + sd * rng.standard_normal(np.shape(x))
+
+    beta0 = noisy(truth.beta0[assign] - np.log(copies))
+    beta1 = noisy(truth.beta1[assign])
+    a = noisy(truth.a[assign])
+    b = noisy(truth.b[assign])
+    std = np.abs(noisy(truth.sd[assign]))
+    std = np.maximum(std, 1e-3 * truth.sd.min())
+    tau = None if truth.tau is None else float(truth.tau * np.exp(sd * rng.standard_normal()))
+    return MoEParams(beta0, beta1, a, b, std**2, tau)
+
+
+def kmeans_responsibilities(X: np.ndarray, y: np.ndarray, k: int, rng,
+                            max_iter: int = 100) -> np.ndarray:
+    """One-hot responsibilities (k, n) from k-means (k-means++ seeding) on standardised (X, y)."""
+    data = np.column_stack([X, y])
+    data = (data - data.mean(axis=0)) / np.maximum(data.std(axis=0), 1e-300)
+    n = data.shape[0]
+    sq_norms = np.einsum("nd,nd->n", data, data)
+    centers = np.empty((k, data.shape[1]))
+    centers[0] = data[rng.integers(n)]
+    closest = np.full(n, np.inf)
+    for j in range(1, k):
+        dist = sq_norms - 2 * data @ centers[j - 1] + centers[j - 1] @ centers[j - 1]
+        closest = np.minimum(closest, np.maximum(dist, 0))
+        total = closest.sum()
+        idx = rng.integers(n) if total <= 0 else rng.choice(n, p=closest / total)
+        centers[j] = data[idx]
+    labels = np.full(n, -1)
+    for _ in range(max_iter):
+        dist = sq_norms[:, None] - 2 * data @ centers.T + np.einsum("kd,kd->k", centers, centers)
+        new = dist.argmin(axis=1)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+        counts = np.bincount(labels, minlength=k)
+        sums = np.zeros_like(centers)
+        np.add.at(sums, labels, data)
+        nonempty = counts > 0
+        centers[nonempty] = sums[nonempty] / counts[nonempty, None]
+    resp = np.zeros((k, n))
+    resp[labels, np.arange(n)] = 1.0
+    return resp
+
+
+def random_responsibilities(n: int, k: int, rng) -> np.ndarray:
+    """Responsibilities (k, n) drawn from a flat Dirichlet per sample."""
+    resp = rng.gamma(1.0, size=(k, n))
+    resp /= resp.sum(axis=0)
+    return resp
+
+
+def params_from_responsibilities(design: Design, resp_T: np.ndarray, gate: Gate,
+                                 var_floor: float, smooth: float = 0.05) -> MoEParams:
+    """Turn responsibilities into parameters by one M-step (experts, then the gate).
+
+    Hard (one-hot) responsibilities are smoothed towards uniform by ``smooth`` so
+    that separable labels do not send the gate's first M-step to infinity.
+    """
+    k = resp_T.shape[0]
+    resp_T = (1 - smooth) * resp_T + smooth / k
+    zeros = np.zeros((k, design.d))
+    a, b, var, log_phi, _, _ = experts_m_step(design, resp_T, zeros, np.zeros(k), var_floor)
+    start = gate.prepare(MoEParams(np.zeros(k), zeros, a, b, var))
+    log_w = gate._log_weights_T(design, start)
+    params, _, _ = gate.m_step(design, resp_T, start, log_w, log_phi)
+    return params

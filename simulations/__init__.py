@@ -1,0 +1,1 @@
+"""Built-in simulation configs (TOML), installed as ``gmoe.simulations``."""
