@@ -1,0 +1,170 @@
+import warnings
+
+import numpy as np
+import pytest
+
+from gmoe import ConvergenceWarning, GaussianMoE, MoEParams, Normal, SoftmaxGate, fit_em
+from gmoe._design import Design
+from gmoe.gates._base import weighted_objective
+
+from .conftest import random_params
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_em_trace_never_decreases(k, d):
+    rng = np.random.default_rng(100 * k + d)
+    truth = random_params(rng, k, d)
+    X, y = GaussianMoE(SoftmaxGate(), truth, x_law=Normal(0, 1, d)).sample(800, rng=rng)
+    for init in ("kmeans", "random"):
+        fit = fit_em(X, y, k, init=init, rng=rng, tol=1e-10, max_iter=300, warn=False)
+        trace = fit.loglik_trace
+        assert len(trace) > 2
+        drops = np.diff(trace)
+        assert np.all(drops >= -1e-9 * np.abs(trace[1:])), drops.min()
+        # the reported log-likelihood is the model's at the returned parameters
+        assert fit.loglik == pytest.approx(fit.model.log_likelihood(X, y), rel=1e-10)
+
+
+def _objective(theta_free, design, resp_T, k):
+    p = design.p
+    full = np.zeros((k, p))
+    full[:-1] = theta_free.reshape(k - 1, p)
+    eta = full @ design.ZT
+    log_w = eta - np.logaddexp.reduce(eta, axis=0)
+    return weighted_objective(resp_T, log_w)
+
+
+@pytest.mark.parametrize("k,d", [(2, 1), (3, 2), (4, 1)])
+def test_gating_m_step_reaches_a_stationary_point_and_does_not_decrease(k, d):
+    rng = np.random.default_rng(k + 7 * d)
+    n = 500
+    X = rng.normal(size=(n, d))
+    design = Design(X, rng.normal(size=n))
+    resp = rng.dirichlet(np.ones(k), size=n).T.copy()
+    start = MoEParams(np.zeros(k), np.zeros((k, d)), np.zeros((k, d)), np.zeros(k), np.ones(k))
+    gate = SoftmaxGate(newton_tol=1e-14)
+    log_w0 = gate._log_weights_T(design, start)
+    params, log_w, info = gate.m_step(design, resp, start, log_w0)
+    q0 = weighted_objective(resp, log_w0)
+    q1 = weighted_objective(resp, log_w)
+    assert q1 >= q0
+    assert info.objective_after == pytest.approx(q1, rel=1e-12)
+    theta = np.column_stack([params.beta1[:-1], params.beta0[:-1]]).ravel()
+    assert _objective(theta, design, resp, k) == pytest.approx(q1, rel=1e-12)
+    # central finite differences of the weighted objective at the returned point
+    h = 1e-5
+    grad = np.array([(_objective(theta + h * e, design, resp, k)
+                      - _objective(theta - h * e, design, resp, k)) / (2 * h)
+                     for e in np.eye(theta.size)])
+    assert np.max(np.abs(grad)) < 1e-5 * n
+    # and it is a maximum: random directions do not increase the objective
+    for _ in range(5):
+        v = rng.normal(size=theta.size) * 1e-3
+        assert _objective(theta + v, design, resp, k) <= q1 + 1e-9
+
+
+def test_recovers_paper_setting_from_near_truth_init(paper_truth):
+    model = GaussianMoE(SoftmaxGate(), paper_truth)
+    X, y = model.sample(20000, rng=2024)
+    fit = fit_em(X, y, 2, init="near_truth", truth=paper_truth, rng=1)
+    assert fit.converged and fit.success
+    p = fit.params
+    # near-truth keeps the expert order of the truth up to the random assignment
+    if abs(p.a[0, 0] - paper_truth.a[0, 0]) > abs(p.a[1, 0] - paper_truth.a[0, 0]):
+        p = SoftmaxGate().normal_form(p.permute([1, 0]))
+    np.testing.assert_allclose(p.a, paper_truth.a, atol=0.1)
+    np.testing.assert_allclose(p.b, paper_truth.b, atol=0.1)
+    np.testing.assert_allclose(p.var, paper_truth.var, atol=0.02)
+    np.testing.assert_allclose(p.beta0, paper_truth.beta0, atol=1.0)
+    np.testing.assert_allclose(p.beta1, paper_truth.beta1, atol=3.0)
+    assert fit.loglik >= model.log_likelihood(X, y) - 1e-6 * len(y)
+
+
+def test_kmeans_restarts_reach_the_truths_likelihood_without_truth(paper_truth):
+    model = GaussianMoE(SoftmaxGate(), paper_truth)
+    X, y = model.sample(20000, rng=2024)
+    fit = fit_em(X, y, 2, init="kmeans", n_init=5, rng=3)
+    assert len(fit.restart_logliks) == 5
+    assert fit.loglik == max(fit.restart_logliks)
+    assert fit.loglik >= model.log_likelihood(X, y) - 1e-3 * len(y)
+
+
+def test_over_specified_fit_is_at_least_as_good_as_exact(paper_truth):
+    X, y = GaussianMoE(SoftmaxGate(), paper_truth).sample(3000, rng=8)
+    exact = fit_em(X, y, 2, init="near_truth", truth=paper_truth, rng=0, n_init=2)
+    over = fit_em(X, y, 3, init="near_truth", truth=paper_truth, rng=0, n_init=2, warn=False)
+    assert over.loglik >= exact.loglik - 1e-6 * len(y)
+
+
+def test_explicit_params_init_at_the_mle_stops_immediately(paper_truth):
+    X, y = GaussianMoE(SoftmaxGate(), paper_truth).sample(4000, rng=9)
+    first = fit_em(X, y, 2, init="near_truth", truth=paper_truth, rng=0, tol=1e-12,
+                   max_iter=5000)
+    again = fit_em(X, y, 2, init=first.params, tol=1e-10)
+    assert again.n_iter <= 2
+    assert again.loglik == pytest.approx(first.loglik, rel=1e-10)
+
+
+def test_max_iter_reached_warns_and_reports(paper_truth):
+    X, y = GaussianMoE(SoftmaxGate(), paper_truth).sample(500, rng=1)
+    with pytest.warns(ConvergenceWarning):
+        fit = fit_em(X, y, 3, init="random", max_iter=2, rng=0, tol=0.0)
+    assert not fit.converged and fit.stopped_by == "max_iter" and fit.n_iter == 2
+
+
+def test_per_sample_stop_rule_is_recorded(paper_truth):
+    X, y = GaussianMoE(SoftmaxGate(), paper_truth).sample(2000, rng=1)
+    fit = fit_em(X, y, 2, init="near_truth", truth=paper_truth, rng=0, stop="per_sample",
+                 tol=1e-8)
+    assert fit.converged and fit.stopped_by == "per_sample"
+    assert abs(fit.loglik_trace[-1] - fit.loglik_trace[-2]) <= 1e-8 * len(y)
+
+
+def test_collapsing_expert_is_reported_not_garbage():
+    # three identical points: an expert can sit exactly on them with zero variance
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.uniform(size=200), np.full(3, 0.5)])[:, None]
+    y = np.concatenate([rng.normal(size=200), np.full(3, 7.0)])
+    start = MoEParams([0.0, 0.0], [[0.0], [0.0]], [[0.0], [0.0]], [7.0, 0.0], [1e-3, 1.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fit = fit_em(X, y, 2, init=start, max_iter=500)
+    assert not fit.success
+    assert "degenerate variance" in fit.reason
+    assert np.all(np.isfinite(fit.params.var)) and np.isfinite(fit.loglik)
+
+
+def test_fit_result_summary_and_dict(paper_truth):
+    X, y = GaussianMoE(SoftmaxGate(), paper_truth).sample(1000, rng=1)
+    fit = fit_em(X, y, 2, init="near_truth", truth=paper_truth, rng=0)
+    text = fit.summary()
+    assert "log-likelihood" in text and "converged" in text
+    d = fit.to_dict()
+    assert MoEParams.from_dict(d["params"]) == fit.params
+    # experts: 2 x (a, b, var) = 6; gate: (k - 1)(d + 1) = 2
+    assert fit.bic() == pytest.approx(-2 * fit.loglik + 8 * np.log(1000))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"n_experts": 0}, "n_experts must be an integer >= 1"),
+    ({"n_experts": 2, "init": "near_truth"}, "needs the true parameters"),
+    ({"n_experts": 2, "init": "kmean"}, "unknown init 'kmean'"),
+    ({"n_experts": 2, "n_init": 0}, "n_init must be an integer >= 1"),
+    ({"n_experts": 2, "tol": -1.0}, "tol must be finite and >= 0"),
+    ({"n_experts": 2, "stop": "absolute"}, "unknown stop rule"),
+])
+def test_bad_arguments_raise_value_errors(kwargs, match):
+    X, y = np.random.default_rng(0).normal(size=(50, 1)), np.zeros(50)
+    with pytest.raises(ValueError, match=match):
+        fit_em(X, y, **kwargs)
+
+
+def test_bad_data_raise_value_errors():
+    X = np.zeros((10, 1))
+    with pytest.raises(ValueError, match="different numbers of samples"):
+        fit_em(X, np.zeros(9), 2)
+    with pytest.raises(ValueError, match="y contains NaN"):
+        fit_em(X, np.full(10, np.nan), 2)
+    with pytest.raises(ValueError, match="init has 3 experts"):
+        fit_em(X, np.zeros(10), 2, init=random_params(np.random.default_rng(0), 3, 1))
