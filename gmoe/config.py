@@ -1,0 +1,374 @@
+"""Simulation configs: TOML files describing a convergence-rate experiment.
+
+A config names the truth (gate and parameters), the law of X, the fit, the grid of
+sample sizes, the replications, the metrics, the theoretical slopes, an optional
+``[quick]`` override and an optional ``[grid]`` of further settings to sweep. See
+``docs/`` and the built-in files in ``simulations/`` for examples.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import numbers
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .gates import make_gate
+from .params import MoEParams
+from .xlaws import make_xlaw
+
+__all__ = ["SimConfig", "load_config", "list_configs", "ConfigError", "METRICS"]
+
+#: Metrics a sweep can record.
+METRICS = ("loss", "parameter_errors", "hellinger", "loglik", "n_iter", "converged", "seconds")
+
+_TOP_KEYS = {"name", "description", "seed", "reps", "truth", "x", "fit", "n_grid", "metrics",
+             "theory", "loss", "hellinger", "quick", "grid"}
+_FIT_KEYS = {"n_experts", "gate", "init", "init_scale", "n_init", "tol", "max_iter", "stop"}
+_NGRID_KEYS = {"values", "min", "max", "num", "spacing"}
+_TRUTH_KEYS = {"gate", "beta0", "beta1", "a", "b", "var", "sd", "tau"}
+_LOSS_KEYS = {"kind", "metric"}
+_HELLINGER_KEYS = {"n_x"}
+
+
+class ConfigError(ValueError):
+    """A malformed simulation config; the message names the offending key."""
+
+
+def _where(name: str) -> str:
+    return f"config {name!r}: " if name else "config: "
+
+
+def _require_table(value, key: str, name: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{_where(name)}key {key!r} must be a table, got {type(value).__name__}")
+    return value
+
+
+def _check_keys(table: dict, allowed: set, prefix: str, name: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"{_where(name)}unknown key {prefix + key!r}; expected one of "
+                              + ", ".join(sorted(allowed)))
+
+
+def _int(value, key: str, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ConfigError(f"{_where(name)}key {key!r} must be an integer >= {minimum}, "
+                          f"got {value!r}")
+    return int(value)
+
+
+def _float(value, key: str, name: str, positive: bool = False, allow_zero: bool = False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not np.isfinite(value):
+        raise ConfigError(f"{_where(name)}key {key!r} must be a finite number, got {value!r}")
+    if positive and not (value > 0 or (allow_zero and value == 0)):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{_where(name)}key {key!r} must be {bound}, got {value!r}")
+    return float(value)
+
+
+def _gate_spec(value, key: str, name: str) -> dict:
+    spec = {"name": value} if isinstance(value, str) else value
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ConfigError(f"{_where(name)}key {key!r} must be a gate name or a table with "
+                          f"'name', got {value!r}")
+    try:
+        make_gate(spec)
+    except ValueError as exc:
+        raise ConfigError(f"{_where(name)}key {key!r}: {exc}") from None
+    return dict(spec)
+
+
+def _n_values(table: dict, name: str) -> list[int]:
+    _check_keys(table, _NGRID_KEYS, "n_grid.", name)
+    if "values" in table:
+        if set(table) - {"values"}:
+            raise ConfigError(f"{_where(name)}key 'n_grid' takes either 'values' or "
+                              "'min'/'max'/'num'/'spacing', not both")
+        vals = table["values"]
+        if not isinstance(vals, list) or not vals:
+            raise ConfigError(f"{_where(name)}key 'n_grid.values' must be a non-empty list")
+        return [_int(v, "n_grid.values", name, minimum=2) for v in vals]
+    for key in ("min", "max", "num"):
+        if key not in table:
+            raise ConfigError(f"{_where(name)}key 'n_grid.{key}' is missing")
+    lo = _int(table["min"], "n_grid.min", name, minimum=2)
+    hi = _int(table["max"], "n_grid.max", name, minimum=2)
+    num = _int(table["num"], "n_grid.num", name)
+    if hi < lo:
+        raise ConfigError(f"{_where(name)}key 'n_grid.max' must be >= n_grid.min, got {hi} < {lo}")
+    spacing = table.get("spacing", "log")
+    if spacing == "log":
+        vals = np.geomspace(lo, hi, num)
+    elif spacing == "linear":
+        vals = np.linspace(lo, hi, num)
+    else:
+        raise ConfigError(f"{_where(name)}key 'n_grid.spacing' must be 'log' or 'linear', "
+                          f"got {spacing!r}")
+    return sorted({int(round(v)) for v in vals})
+
+
+def _set_dotted(table: dict, dotted: str, value, name: str) -> None:
+    parts = dotted.split(".")
+    node = table
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if isinstance(child, str) and part == "gate":
+            child = {"name": child}
+        if child is None:
+            child = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{_where(name)}grid key {dotted!r}: "
+                              f"{'.'.join(parts[:i + 1])!r} is not a table")
+        node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """A validated, resolved simulation config (one sub-sweep: no ``grid`` left).
+
+    Build with :func:`load_config` (which expands a ``[grid]`` into several) or
+    :meth:`from_dict`. ``raw`` is the resolved dict; ``hash`` identifies it in
+    results files.
+    """
+
+    raw: dict
+    label: str = ""
+
+    # --------------------------------------------------------------- parsing
+    @classmethod
+    def from_dict(cls, data: dict, label: str = "") -> SimConfig:
+        """Validate a resolved config dict (no ``quick``/``grid`` expansion)."""
+        data = copy.deepcopy(data)
+        name = data.get("name", "")
+        _check_keys(data, _TOP_KEYS - {"quick", "grid"}, "", name)
+        if not isinstance(name, str) or not name:
+            raise ConfigError("config: key 'name' must be a non-empty string")
+        for key in ("seed", "reps", "truth", "fit", "n_grid"):
+            if key not in data:
+                raise ConfigError(f"{_where(name)}key {key!r} is missing")
+        _int(data["seed"], "seed", name, minimum=0)
+        _int(data["reps"], "reps", name)
+        truth = _require_table(data["truth"], "truth", name)
+        _check_keys(truth, _TRUTH_KEYS, "truth.", name)
+        truth["gate"] = _gate_spec(truth.get("gate", "softmax"), "truth.gate", name)
+        try:
+            params = MoEParams.from_dict({k: v for k, v in truth.items() if k != "gate"})
+            gate = make_gate(truth["gate"])
+            gate.check_params(gate.prepare(params))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{_where(name)}key 'truth': {exc}") from None
+        x = _require_table(data.get("x", {"name": "uniform", "d": params.d}), "x", name)
+        x.setdefault("name", "uniform")
+        if x["name"] in ("uniform", "normal"):
+            x.setdefault("d", params.d)
+        try:
+            law = make_xlaw(x)
+        except ValueError as exc:
+            raise ConfigError(f"{_where(name)}key 'x': {exc}") from None
+        if law.d != params.d:
+            raise ConfigError(f"{_where(name)}key 'x': X law has d = {law.d} but the truth "
+                              f"has d = {params.d}")
+        data["x"] = x
+        fit = _require_table(data["fit"], "fit", name)
+        _check_keys(fit, _FIT_KEYS, "fit.", name)
+        _int(fit.get("n_experts", 0), "fit.n_experts", name)
+        fit["gate"] = _gate_spec(fit.get("gate", truth["gate"]), "fit.gate", name)
+        if fit.get("init", "near_truth") not in ("near_truth", "kmeans", "random"):
+            raise ConfigError(f"{_where(name)}key 'fit.init' must be one of 'near_truth', "
+                              f"'kmeans', 'random', got {fit.get('init')!r}")
+        fit.setdefault("init", "near_truth")
+        _float(fit.setdefault("init_scale", 1.0), "fit.init_scale", name, True, True)
+        _int(fit.setdefault("n_init", 1), "fit.n_init", name)
+        _float(fit.setdefault("tol", 1e-6), "fit.tol", name, True, True)
+        _int(fit.setdefault("max_iter", 2000), "fit.max_iter", name)
+        if fit.setdefault("stop", "relative") not in ("relative", "per_sample"):
+            raise ConfigError(f"{_where(name)}key 'fit.stop' must be 'relative' or "
+                              f"'per_sample', got {fit['stop']!r}")
+        _n_values(_require_table(data["n_grid"], "n_grid", name), name)
+        metrics = data.setdefault("metrics", ["loss", "parameter_errors", "hellinger",
+                                              "loglik", "n_iter", "converged", "seconds"])
+        if not isinstance(metrics, list) or any(m not in METRICS for m in metrics):
+            raise ConfigError(f"{_where(name)}key 'metrics' must be a list drawn from "
+                              + ", ".join(METRICS) + f"; got {metrics!r}")
+        loss = _require_table(data.setdefault("loss", {}), "loss", name)
+        _check_keys(loss, _LOSS_KEYS, "loss.", name)
+        if loss.setdefault("kind", "auto") not in ("auto", "exact", "over"):
+            raise ConfigError(f"{_where(name)}key 'loss.kind' must be 'auto', 'exact' or "
+                              f"'over', got {loss['kind']!r}")
+        if loss.setdefault("metric", "euclidean") not in ("euclidean", "l1"):
+            raise ConfigError(f"{_where(name)}key 'loss.metric' must be 'euclidean' or 'l1', "
+                              f"got {loss['metric']!r}")
+        hell = _require_table(data.setdefault("hellinger", {}), "hellinger", name)
+        _check_keys(hell, _HELLINGER_KEYS, "hellinger.", name)
+        _int(hell.setdefault("n_x", 1000), "hellinger.n_x", name, minimum=2)
+        theory = _require_table(data.setdefault("theory", {}), "theory", name)
+        for key, value in theory.items():
+            _float(value, f"theory.{key}", name)
+        data.setdefault("description", "")
+        if not isinstance(data["description"], str):
+            raise ConfigError(f"{_where(name)}key 'description' must be a string")
+        return cls(raw=data, label=label)
+
+    # ------------------------------------------------------------ properties
+    @property
+    def name(self) -> str:
+        return self.raw["name"]
+
+    @property
+    def seed(self) -> int:
+        return int(self.raw["seed"])
+
+    @property
+    def reps(self) -> int:
+        return int(self.raw["reps"])
+
+    @property
+    def n_values(self) -> list[int]:
+        return _n_values(self.raw["n_grid"], self.name)
+
+    @property
+    def truth_gate(self):
+        return make_gate(self.raw["truth"]["gate"])
+
+    @property
+    def truth_params(self) -> MoEParams:
+        gate = self.truth_gate
+        params = MoEParams.from_dict({k: v for k, v in self.raw["truth"].items() if k != "gate"})
+        return gate.normal_form(gate.prepare(params))
+
+    @property
+    def x_law(self):
+        return make_xlaw(self.raw["x"])
+
+    @property
+    def fit(self) -> dict:
+        return self.raw["fit"]
+
+    @property
+    def fit_gate(self):
+        return make_gate(self.raw["fit"]["gate"])
+
+    @property
+    def loss_kind(self) -> str:
+        kind = self.raw["loss"]["kind"]
+        if kind == "auto":
+            kind = "over" if self.fit["n_experts"] > self.truth_params.k else "exact"
+        return kind
+
+    @property
+    def theory(self) -> dict:
+        return dict(self.raw["theory"])
+
+    @property
+    def hash(self) -> str:
+        """Hash of everything that changes the numbers (not the description)."""
+        payload = {k: v for k, v in self.raw.items() if k not in ("description", "theory")}
+        payload["label"] = self.label
+        text = json.dumps(payload, sort_keys=True, default=float)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "hash": self.hash, **copy.deepcopy(self.raw)}
+
+
+def expand(data: dict, quick: bool = False) -> list[SimConfig]:
+    """Apply ``[quick]`` (if asked) and expand ``[grid]`` into one SimConfig per combination."""
+    data = copy.deepcopy(data)
+    name = data.get("name", "") if isinstance(data, dict) else ""
+    if not isinstance(data, dict):
+        raise ConfigError("config: must be a table")
+    _check_keys(data, _TOP_KEYS, "", name)
+    quick_table = _require_table(data.pop("quick", {}), "quick", name)
+    if quick:
+        _check_keys(quick_table, _TOP_KEYS - {"quick", "name"}, "quick.", name)
+        for key, value in quick_table.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict) and key != "n_grid":
+                data[key].update(value)
+            else:
+                data[key] = value
+    grid = _require_table(data.pop("grid", {}), "grid", name)
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{_where(name)}key 'grid.{key}' must be a non-empty list")
+        if key.split(".")[0] not in ("truth", "fit", "x", "loss"):
+            raise ConfigError(f"{_where(name)}key 'grid.{key}' must start with truth., fit., "
+                              "x. or loss.")
+    if not grid:
+        return [SimConfig.from_dict(data)]
+    out = []
+    keys = list(grid)
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        sub = copy.deepcopy(data)
+        for key, value in zip(keys, combo, strict=True):
+            _set_dotted(sub, key, value, name)
+        label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, combo, strict=True))
+        out.append(SimConfig.from_dict(sub, label=label))
+    return out
+
+
+def _builtin_dir():
+    return resources.files("gmoe.simulations")
+
+
+def list_configs() -> dict[str, str]:
+    """Built-in config names with their descriptions."""
+    out = {}
+    for entry in sorted(_builtin_dir().iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            data = tomllib.loads(entry.read_text())
+            out[entry.name[:-5]] = data.get("description", "")
+    return out
+
+
+def read_config(source) -> dict:
+    """The raw dict of a config given as a built-in name, a TOML path or a dict."""
+    if isinstance(source, dict):
+        return copy.deepcopy(source)
+    source = str(source)
+    path = Path(source)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {source}")
+        text = path.read_text()
+    else:
+        entry = _builtin_dir() / f"{source}.toml"
+        if not entry.is_file():
+            raise ConfigError(f"no built-in config named {source!r}; known: "
+                              + ", ".join(list_configs()))
+        text = entry.read_text()
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {source!r} is not valid TOML: {exc}") from None
+
+
+def load_config(source, quick: bool = False, grid: dict | None = None) -> list[SimConfig]:
+    """Load and validate a config; returns one SimConfig per sub-sweep.
+
+    Parameters
+    ----------
+    source : str, path or dict
+        A built-in name (see :func:`list_configs`), a TOML file, or a dict of the
+        same structure.
+    quick : bool, default=False
+        Apply the config's ``[quick]`` override.
+    grid : dict, optional
+        Extra ``{"dotted.key": [values, ...]}`` settings to sweep (merged into the
+        config's ``[grid]``).
+    """
+    data = read_config(source)
+    if grid:
+        data.setdefault("grid", {}).update(grid)
+    return expand(data, quick=quick)

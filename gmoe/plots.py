@@ -1,0 +1,219 @@
+"""Convergence-rate plots and rate tables."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .rates import fit_rate
+
+__all__ = ["plot_rates", "rate_table", "plot_sweep", "METRIC_LABELS"]
+
+METRIC_LABELS = {
+    "loss": "Voronoi loss",
+    "hellinger": "Hellinger distance",
+    "tau_error": "|tau - tau*|",
+}
+
+
+def _metric_label(metric: str, kind: str | None = None) -> str:
+    if metric == "loss" and kind:
+        return {"exact": "Voronoi loss D1", "over": "Voronoi loss D2"}.get(kind, "Voronoi loss")
+    if metric in METRIC_LABELS:
+        return METRIC_LABELS[metric]
+    for param in ("weight", "beta1", "a", "b", "var"):
+        if metric.startswith(param + "_size"):
+            return f"|d{param}| in cells of {metric.split('_size')[1]} atoms"
+        if metric.startswith(param + "_atom"):
+            return f"|d{param}| of true atom {metric.split('_atom')[1]}"
+    return metric
+
+
+def _load(results):
+    from .sweep import SWEEP_FILE, load_results
+
+    if isinstance(results, (str, Path)):
+        folder = Path(results)
+        meta_path = folder / SWEEP_FILE
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        return load_results(folder), meta
+    return results, {}
+
+
+def _theories(meta: dict) -> dict:
+    configs = meta.get("configs", [])
+    return dict(configs[0].get("theory", {})) if configs else {}
+
+
+def rate_table(results, metrics=None, center: str = "median", theory: dict | None = None):
+    """One row per (sub-sweep, metric): slope, 95% CI, constant, R^2, theory, agreement.
+
+    Parameters
+    ----------
+    results : DataFrame or path of a sweep folder
+    metrics : list of str, optional
+        Default: ``loss``, ``hellinger`` and every metric with a theoretical slope.
+    center : {"median", "mean_log", "mean"}
+    theory : dict, optional
+        Theoretical slopes by metric (default: the config's ``[theory]``).
+    """
+    import pandas as pd
+
+    df, meta = _load(results)
+    theory = _theories(meta) if theory is None else theory
+    if metrics is None:
+        metrics = [m for m in dict.fromkeys(["loss", "hellinger", *theory]) if m in df.columns]
+    rows = []
+    for (sub, label), part in df.groupby(["sub", "label"], sort=True, dropna=False):
+        for metric in metrics:
+            if metric not in part.columns:
+                continue
+            values = pd.to_numeric(part[metric], errors="coerce").to_numpy(dtype=float)
+            row = {"sub": sub, "label": label if isinstance(label, str) else "",
+                   "metric": metric, "theory": theory.get(metric, np.nan)}
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    fit = fit_rate(part["n"].to_numpy(dtype=float), values, center=center)
+            except ValueError as exc:
+                row.update(slope=np.nan, ci_low=np.nan, ci_high=np.nan, constant=np.nan,
+                           r2=np.nan, n_points=0, note=str(exc))
+            else:
+                row.update(slope=fit.slope, ci_low=fit.ci_low, ci_high=fit.ci_high,
+                           constant=fit.constant, r2=fit.r2, n_points=fit.n_points,
+                           note=f"{fit.n_excluded} n excluded" if fit.n_excluded else "")
+            t = row["theory"]
+            row["agrees"] = (bool(row["ci_low"] <= t <= row["ci_high"])
+                             if np.isfinite(t) and np.isfinite(row["slope"]) else None)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_rates(results, metric: str = "loss", center: str = "median", band: str = "quantile",
+               theory: float | None = None, ax=None, title: str | None = None):
+    """Log-log plot of a metric against n, with the fitted rate and the theoretical slope.
+
+    Parameters
+    ----------
+    results : DataFrame or path of a sweep folder
+    metric : str
+        Column of the results (``loss``, ``hellinger``, ``beta1_size2``, ...).
+    center : {"median", "mean_log", "mean"}, default="median"
+        The per-n summary that is plotted and fitted.
+    band : {"quantile", "sd"}, default="quantile"
+        Error bars: the 10%-90% quantiles over replications, or the mean +- 2
+        standard deviations (clipped at the smallest positive value).
+    theory : float, optional
+        Theoretical slope, drawn dashed through the middle of the fitted line
+        (default: the config's ``[theory]`` entry for the metric).
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    df, meta = _load(results)
+    if metric not in df.columns:
+        raise ValueError(f"no metric {metric!r} in the results; available: "
+                         + ", ".join(c for c in df.columns if df[c].dtype.kind == "f"))
+    if theory is None:
+        theory = _theories(meta).get(metric)
+    kind = df["loss_kind"].dropna().iloc[0] if "loss_kind" in df and df["loss_kind"].notna().any() \
+        else None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    else:
+        fig = ax.figure
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    anchor = None
+    for idx, ((_sub, label), part) in enumerate(df.groupby(["sub", "label"], sort=True,
+                                                         dropna=False)):
+        color = colors[idx % len(colors)]
+        values = pd.to_numeric(part[metric], errors="coerce")
+        grouped = pd.DataFrame({"n": part["n"], "v": values}).groupby("n")["v"]
+        ns = np.array(sorted(grouped.groups))
+        if center == "mean":
+            mid = grouped.mean().to_numpy()
+        elif center == "mean_log":
+            mid = grouped.apply(lambda s: np.exp(np.log(s[s > 0]).mean())).to_numpy()
+        else:
+            mid = grouped.median().to_numpy()
+        if band == "sd":
+            sd = grouped.std().fillna(0).to_numpy()
+            mean = grouped.mean().to_numpy()
+            lo = np.maximum(mean - 2 * sd, np.nanmin(mid[mid > 0]) / 10)
+            hi = mean + 2 * sd
+            mid = mean
+        else:
+            lo = grouped.quantile(0.1).to_numpy()
+            hi = grouped.quantile(0.9).to_numpy()
+        yerr = np.vstack([np.maximum(mid - lo, 0), np.maximum(hi - mid, 0)])
+        name = label if isinstance(label, str) and label else "empirical"
+        ax.errorbar(ns, mid, yerr=yerr, fmt="o", ms=3.5, color=color, alpha=0.75,
+                    elinewidth=0.8, capsize=0, label=f"{name} ({center})")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                rate = fit_rate(part["n"].to_numpy(dtype=float), values.to_numpy(dtype=float),
+                                center=center)
+        except ValueError:
+            continue
+        grid = np.geomspace(ns.min(), ns.max(), 50)
+        ax.plot(grid, rate.constant * grid**rate.slope, "-", color=color, lw=1.8,
+                label=f"fit ${rate.label()}$")
+        if anchor is None:
+            gm = float(np.sqrt(ns.min() * ns.max()))
+            anchor = (gm, rate.constant * gm**rate.slope, ns.min(), ns.max())
+    if theory is not None and anchor is not None:
+        gm, val, lo_n, hi_n = anchor
+        grid = np.geomspace(lo_n, hi_n, 50)
+        ax.plot(grid, val * (grid / gm) ** theory, "--", color="0.3", lw=1.3,
+                label=f"theory $n^{{{theory:g}}}$")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("sample size n")
+    ax.set_ylabel(_metric_label(metric, kind))
+    name = meta.get("configs", [{}])[0].get("name", "") if meta else ""
+    ax.set_title(title if title is not None else f"{name}: {_metric_label(metric, kind)}")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def default_metrics(df, theory: dict) -> list[str]:
+    """Metrics worth a plot: the losses, and every metric with a theoretical slope."""
+    wanted = ["loss", "hellinger", *theory]
+    return [m for m in dict.fromkeys(wanted) if m in df.columns and df[m].notna().any()]
+
+
+def plot_sweep(out_dir, metrics=None, center: str = "median", formats=("png", "pdf"),
+               dest=None) -> list[Path]:
+    """Draw and save one figure per metric of a sweep folder; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df, meta = _load(out_dir)
+    theory = _theories(meta)
+    metrics = default_metrics(df, theory) if metrics is None else metrics
+    dest = Path(out_dir) if dest is None else Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    name = meta.get("configs", [{}])[0].get("name", "sweep") if meta else "sweep"
+    written = []
+    for metric in metrics:
+        fig = plot_rates(df if not meta else out_dir, metric, center=center,
+                         theory=theory.get(metric))
+        for fmt in formats:
+            path = dest / f"{name}_{metric}.{fmt}"
+            fig.savefig(path, dpi=130)
+            written.append(path)
+        plt.close(fig)
+    return written

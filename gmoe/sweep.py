@@ -1,0 +1,342 @@
+"""Parallel, seeded, resumable sweeps over sample size and replications."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from joblib import Parallel, delayed
+from threadpoolctl import threadpool_limits
+
+from .config import SimConfig, load_config
+from .em import fit_em
+from .model import GaussianMoE
+
+__all__ = ["run_sweep", "load_results", "SweepResult", "RESULTS_FILE", "ResultsMismatchError"]
+
+RESULTS_FILE = "results.jsonl"
+SWEEP_FILE = "sweep.json"
+
+
+class ResultsMismatchError(ValueError):
+    """The results file in an output folder belongs to another config."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One fit: sub-sweep ``sub``, sample size index ``n_index`` (size ``n``), replication."""
+
+    sub: int
+    n_index: int
+    rep: int
+    n: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.sub}:{self.n_index}:{self.rep}"
+
+
+def task_seed(seed: int, n_index: int, rep: int) -> np.random.SeedSequence:
+    """The task's seed: a SeedSequence keyed by (config seed, n index, rep).
+
+    It does not depend on scheduling, on the number of workers, nor on the
+    sub-sweep, so sub-sweeps of one grid see the same data (common random numbers).
+    """
+    return np.random.SeedSequence(seed, spawn_key=(n_index, rep))
+
+
+def evaluation_x(cfg: SimConfig) -> np.ndarray:
+    """The fixed covariate sample over which density distances are averaged."""
+    n_x = int(cfg.raw["hellinger"]["n_x"])
+    law = cfg.x_law
+    if law.get_config()["name"] == "grid":
+        return np.linspace(0.0, 1.0, n_x)[:, None]
+    # a stream of its own, apart from every task's (n_index, rep) key
+    stream = np.random.SeedSequence(cfg.seed, spawn_key=(2**31,))
+    return law.draw(n_x, np.random.default_rng(stream))
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    return value
+
+
+def compute_metrics(cfg: SimConfig, fit, truth_model: GaussianMoE, X, y,
+                    x_eval: np.ndarray) -> dict:
+    """The metrics the config asks for, for one finished fit."""
+    from .density import hellinger
+    from .losses import parameter_errors, voronoi_loss
+
+    metrics = cfg.raw["metrics"]
+    out: dict = {}
+    fitted = fit.model
+    if "loss" in metrics or "parameter_errors" in metrics:
+        loss = voronoi_loss(fitted, truth_model, kind=cfg.loss_kind,
+                            metric=cfg.raw["loss"]["metric"])
+        if "loss" in metrics:
+            out["loss"] = loss.value
+            out["loss_kind"] = cfg.loss_kind
+            out["shift"] = np.atleast_1d(loss.shift).tolist()
+        if "parameter_errors" in metrics:
+            out["parameter_errors"] = parameter_errors(
+                fitted, truth_model, shift=loss.shift, metric=cfg.raw["loss"]["metric"]
+            ).to_dict()
+    if "hellinger" in metrics:
+        out["hellinger"] = hellinger(fitted, truth_model, x_eval)
+    if "loglik" in metrics:
+        out["loglik"] = fit.loglik
+        out["loglik_true"] = truth_model.log_likelihood(X, y)
+    if "n_iter" in metrics:
+        out["n_iter"] = fit.n_iter
+    if "converged" in metrics:
+        out["converged"] = fit.converged
+        out["stopped_by"] = fit.stopped_by
+    return out
+
+
+def run_task(cfg: SimConfig, task: Task, x_eval: np.ndarray) -> dict:
+    """Run one task; never raises (an exception is recorded with its reason)."""
+    record = {"task": task.key, "sub": task.sub, "label": cfg.label, "n": task.n,
+              "n_index": task.n_index, "rep": task.rep, "config_hash": cfg.hash}
+    start = time.perf_counter()
+    try:
+        # one BLAS thread per task: same numbers whatever the number of workers
+        with threadpool_limits(1), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data_seed, fit_seed = task_seed(cfg.seed, task.n_index, task.rep).spawn(2)
+            truth = GaussianMoE(cfg.truth_gate, cfg.truth_params, cfg.x_law)
+            X, y = truth.sample(task.n, rng=np.random.default_rng(data_seed))
+            fit_cfg = cfg.fit
+            fit = fit_em(X, y, fit_cfg["n_experts"], gate=cfg.fit_gate, init=fit_cfg["init"],
+                         n_init=fit_cfg["n_init"], tol=fit_cfg["tol"],
+                         max_iter=fit_cfg["max_iter"], rng=np.random.default_rng(fit_seed),
+                         truth=cfg.truth_params, stop=fit_cfg["stop"],
+                         init_scale=fit_cfg["init_scale"], warn=False)
+            record["fit_seconds"] = fit.seconds
+            record.update(compute_metrics(cfg, fit, truth, X, y, x_eval))
+            record["params"] = fit.params.to_dict()
+            record["status"] = "ok" if fit.success else "failed"
+            record["reason"] = fit.reason
+    except Exception as exc:  # a sweep never dies of one task
+        record["status"] = "error"
+        record["reason"] = f"{type(exc).__name__}: {exc}"
+    record["seconds"] = time.perf_counter() - start
+    return _jsonable(record)
+
+
+def sweep_hash(configs: list[SimConfig]) -> str:
+    import hashlib
+
+    return hashlib.sha256("|".join(c.hash for c in configs).encode()).hexdigest()[:16]
+
+
+def _read_records(path: Path, repair: bool = False) -> list[dict]:
+    """Complete records of a results file; a torn last line is dropped (and cut off if repair)."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data) and repair:
+        with open(path, "r+b") as fh:  # cut the torn tail so appends start on a fresh line
+            fh.truncate(end)
+            fh.flush()
+            os.fsync(fh.fileno())
+    records = []
+    for lineno, line in enumerate(data[:end].splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise ValueError(f"{path}: line {lineno} is not valid JSON (the file is damaged "
+                             "beyond a torn last line)") from None
+    return records
+
+
+@dataclass
+class SweepResult:
+    """What :func:`run_sweep` did: the folder, counts and timing."""
+
+    out_dir: Path
+    configs: list
+    n_tasks: int
+    n_run: int
+    n_skipped: int
+    n_failed: int
+    seconds: float
+
+    def results(self):
+        """The results as a DataFrame (see :func:`load_results`)."""
+        return load_results(self.out_dir)
+
+    def summary(self) -> str:
+        return (f"{self.out_dir}: {self.n_tasks} tasks ({self.n_run} run now, "
+                f"{self.n_skipped} already recorded), {self.n_failed} failed or errored now, "
+                f"{self.seconds:.1f} s")
+
+
+def _as_configs(config, quick: bool, grid: dict | None) -> list[SimConfig]:
+    if isinstance(config, SimConfig):
+        return [config]
+    if isinstance(config, list):
+        out = []
+        for item in config:
+            out.extend(_as_configs(item, quick, grid))
+        return out
+    return load_config(config, quick=quick, grid=grid)
+
+
+def run_sweep(config, out_dir, n_jobs: int = -1, resume: bool = True, quick: bool = False,
+              grid: dict | None = None, progress: bool = True,
+              backend: str = "loky") -> SweepResult:
+    """Run every (sub-sweep, n, replication) task of a config, appending results durably.
+
+    Parameters
+    ----------
+    config : str, path, dict, SimConfig or list of them
+        Built-in name, TOML file, dict, or several (each becomes a sub-sweep).
+    out_dir : str or Path
+        Folder for ``results.jsonl`` (one JSON line per finished task, flushed and
+        fsync'ed as it arrives) and ``sweep.json`` (the resolved configs).
+    n_jobs : int, default=-1
+        joblib workers (-1: all cores). Results do not depend on it.
+    resume : bool, default=True
+        Skip tasks already in the results file (a torn last line is dropped). With
+        False, an existing results file is replaced.
+    quick : bool, default=False
+        Apply the config's ``[quick]`` profile.
+    grid : dict, optional
+        Extra ``{"dotted.key": [values]}`` settings to sweep.
+    progress : bool, default=True
+        Show a progress bar (tasks, failures, ETA) on stderr.
+    backend : str, default="loky"
+        joblib backend.
+
+    Returns
+    -------
+    SweepResult
+
+    Raises
+    ------
+    ResultsMismatchError
+        The folder holds results of another config.
+    """
+    configs = _as_configs(config, quick, grid)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RESULTS_FILE
+    shash = sweep_hash(configs)
+    meta = {"sweep_hash": shash, "quick": quick,
+            "configs": [c.to_dict() for c in configs]}
+    meta_path = out / SWEEP_FILE
+    if resume and path.exists():
+        old = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        if old.get("sweep_hash") not in (None, shash):
+            raise ResultsMismatchError(
+                f"{out} holds results of another config (hash {old.get('sweep_hash')} != "
+                f"{shash}); use another output folder or resume=False")
+    elif path.exists():
+        path.unlink()
+    meta_path.write_text(json.dumps(_jsonable(meta), indent=1))
+
+    done = set()
+    if resume:
+        hashes = {c.hash for c in configs}
+        for rec in _read_records(path, repair=True):
+            if rec.get("config_hash") not in hashes:
+                raise ResultsMismatchError(
+                    f"{path} has a record of another config (hash {rec.get('config_hash')}); "
+                    "use another output folder or resume=False")
+            done.add(rec["task"])
+    tasks = [Task(s, i, r, n) for s, c in enumerate(configs)
+             for i, n in enumerate(c.n_values) for r in range(c.reps)]
+    pending = [t for t in tasks if t.key not in done]
+    pending.sort(key=lambda t: -t.n)  # longest first: better load balance
+    x_evals = [evaluation_x(c) for c in configs]
+
+    start = time.perf_counter()
+    n_failed = 0
+    bar = None
+    if progress and pending:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(pending), desc=configs[0].name, unit="fit", dynamic_ncols=True)
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            jobs = (delayed(run_task)(configs[t.sub], t, x_evals[t.sub]) for t in pending)
+            if n_jobs == 1:
+                stream = (run_task(configs[t.sub], t, x_evals[t.sub]) for t in pending)
+            else:
+                stream = Parallel(n_jobs=n_jobs, backend=backend,
+                                  return_as="generator_unordered")(jobs)
+            for record in stream:
+                fh.write(json.dumps(record) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+                if record["status"] != "ok":
+                    n_failed += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(failed=n_failed, refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+    return SweepResult(out, configs, len(tasks), len(pending), len(tasks) - len(pending),
+                       n_failed, time.perf_counter() - start)
+
+
+def _flatten(rec: dict) -> dict:
+    row = {k: v for k, v in rec.items() if k not in ("parameter_errors", "params", "shift")}
+    pe = rec.get("parameter_errors")
+    if pe:
+        by_size: dict = {}
+        for j, atom in enumerate(pe.get("atoms", [])):
+            size = atom.get("cell_size", 0)
+            for key in ("weight", "beta1", "a", "b", "var"):
+                value = atom.get("weight_error" if key == "weight" else key)
+                row[f"{key}_atom{j}"] = value
+                if size and value is not None:
+                    slot = by_size.setdefault((key, size), [])
+                    slot.append(value)
+            row[f"size_atom{j}"] = size
+        for (key, size), values in by_size.items():
+            row[f"{key}_size{size}"] = max(values)
+        if pe.get("tau_error") is not None:
+            row["tau_error"] = pe["tau_error"]
+    return row
+
+
+def load_results(out_dir):
+    """The results of a sweep folder as a pandas DataFrame, one row per task.
+
+    Per-parameter errors are flattened: ``{param}_atom{j}`` for true atom j and
+    ``{param}_size{s}`` for the largest error over true atoms whose Voronoi cell has
+    s fitted atoms (param in weight, beta1, a, b, var).
+    """
+    import pandas as pd
+
+    path = Path(out_dir) / RESULTS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no {RESULTS_FILE} in {out_dir}")
+    rows = [_flatten(r) for r in _read_records(path)]
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df = df.sort_values(["sub", "n", "rep"]).reset_index(drop=True)
+    return df

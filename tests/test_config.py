@@ -1,0 +1,83 @@
+import pytest
+
+from gmoe.config import ConfigError, expand, list_configs, load_config, read_config
+
+
+def base() -> dict:
+    return read_config("softmax-exact")
+
+
+def test_builtin_configs_are_listed_and_valid():
+    names = list_configs()
+    assert {"softmax-exact", "softmax-over"} <= set(names)
+    for name in names:
+        for quick in (False, True):
+            cfgs = load_config(name, quick=quick)
+            assert cfgs and all(c.reps >= 1 and len(c.n_values) >= 3 for c in cfgs)
+
+
+def test_quick_profile_overrides_reps_and_grid():
+    full, quick = load_config("softmax-exact")[0], load_config("softmax-exact", quick=True)[0]
+    assert quick.reps < full.reps and max(quick.n_values) < max(full.n_values)
+    assert full.hash != quick.hash
+
+
+def test_log_grid_has_requested_ends_and_is_sorted():
+    cfg = load_config("softmax-exact")[0]
+    ns = cfg.n_values
+    assert ns[0] == 100 and ns[-1] == 100000 and ns == sorted(ns)
+
+
+def test_grid_expands_into_labelled_sub_sweeps_with_distinct_hashes():
+    data = base()
+    data["grid"] = {"fit.n_experts": [2, 3, 4]}
+    cfgs = expand(data)
+    assert [c.fit["n_experts"] for c in cfgs] == [2, 3, 4]
+    assert [c.label for c in cfgs] == ["n_experts=2", "n_experts=3", "n_experts=4"]
+    assert len({c.hash for c in cfgs}) == 3
+    assert [c.loss_kind for c in cfgs] == ["exact", "over", "over"]
+
+
+def test_description_does_not_change_the_hash():
+    a = base()
+    b = base()
+    b["description"] = "something else"
+    assert expand(a)[0].hash == expand(b)[0].hash
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda d: d.update(fitt={}), "unknown key 'fitt'"),
+    (lambda d: d.update(reps=-3), "key 'reps' must be an integer >= 1, got -3"),
+    (lambda d: d.update(reps="40"), "key 'reps' must be an integer"),
+    (lambda d: d["fit"].update(n_experts=0), "key 'fit.n_experts'"),
+    (lambda d: d["fit"].update(tol="small"), "key 'fit.tol' must be a finite number"),
+    (lambda d: d["fit"].update(init="nearby"), "key 'fit.init'"),
+    (lambda d: d["fit"].update(learning_rate=1), "unknown key 'fit.learning_rate'"),
+    (lambda d: d["n_grid"].update(spacing="cubic"), "key 'n_grid.spacing'"),
+    (lambda d: d["n_grid"].pop("num"), "key 'n_grid.num' is missing"),
+    (lambda d: d["truth"].update(sd=[0.3, -0.4]), "key 'truth'.*'sd' must be finite and > 0"),
+    (lambda d: d["truth"].update(gate="sofmax"), "key 'truth.gate'.*unknown gate"),
+    (lambda d: d.pop("seed"), "key 'seed' is missing"),
+    (lambda d: d.update(metrics=["loss", "speed"]), "key 'metrics'"),
+    (lambda d: d.update(grid={"fit.n_experts": []}), "grid.fit.n_experts"),
+    (lambda d: d.update(x={"name": "uniform", "d": 2}), "key 'x'"),
+])
+def test_malformed_configs_name_the_offending_key(mutate, match):
+    data = base()
+    mutate(data)
+    with pytest.raises(ConfigError, match=match):
+        expand(data)
+
+
+def test_unknown_name_and_missing_file():
+    with pytest.raises(ConfigError, match="no built-in config named 'nope'"):
+        load_config("nope")
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config("missing.toml")
+
+
+def test_invalid_toml_is_reported(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("name = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)

@@ -1,0 +1,131 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import gmoe.sweep as sweep_mod
+from gmoe.config import read_config
+from gmoe.sweep import RESULTS_FILE, ResultsMismatchError, load_results, run_sweep
+
+TIMING = {"seconds", "fit_seconds"}
+
+
+def small_config(reps=2, ns=(100, 200, 400), name="tiny") -> dict:
+    data = read_config("softmax-exact")
+    data.pop("quick")
+    data.update(name=name, reps=reps, n_grid={"values": list(ns)})
+    data["hellinger"] = {"n_x": 50}
+    return data
+
+
+def records(folder):
+    lines = (folder / RESULTS_FILE).read_text().splitlines()
+    recs = [json.loads(line) for line in lines if line.strip()]
+    return {r["task"]: {k: v for k, v in r.items() if k not in TIMING} for r in recs}
+
+
+def test_results_do_not_depend_on_number_of_workers(tmp_path):
+    cfg = small_config()
+    run_sweep(cfg, tmp_path / "one", n_jobs=1, progress=False)
+    run_sweep(cfg, tmp_path / "two", n_jobs=2, progress=False)
+    one, two = records(tmp_path / "one"), records(tmp_path / "two")
+    assert len(one) == 6 and one == two
+    assert all(r["status"] == "ok" for r in one.values())
+
+
+def test_resume_skips_recorded_tasks_and_tolerates_a_torn_line(tmp_path):
+    cfg = small_config()
+    full = tmp_path / "full"
+    run_sweep(cfg, full, n_jobs=1, progress=False)
+    part = tmp_path / "part"
+    part.mkdir()
+    lines = (full / RESULTS_FILE).read_text().splitlines(keepends=True)
+    # two complete lines and half of a third, as a kill mid-write would leave
+    (part / RESULTS_FILE).write_text(lines[0] + lines[1] + lines[2][: len(lines[2]) // 2])
+    (part / "sweep.json").write_text((full / "sweep.json").read_text())
+    result = run_sweep(cfg, part, n_jobs=1, progress=False)
+    assert result.n_skipped == 2 and result.n_run == 4
+    assert records(part) == records(full)
+    raw = (part / RESULTS_FILE).read_text().splitlines()
+    assert len(raw) == 6  # every task exactly once, the torn tail gone
+
+
+def test_results_of_another_config_are_refused(tmp_path):
+    run_sweep(small_config(), tmp_path, n_jobs=1, progress=False)
+    other = small_config()
+    other["seed"] = 7
+    with pytest.raises(ResultsMismatchError, match="another config"):
+        run_sweep(other, tmp_path, n_jobs=1, progress=False)
+    # starting afresh is allowed
+    run_sweep(other, tmp_path, n_jobs=1, progress=False, resume=False)
+    assert len(records(tmp_path)) == 6
+
+
+def test_a_task_that_raises_is_recorded_and_the_sweep_completes(tmp_path, monkeypatch):
+    real = sweep_mod.fit_em
+
+    def flaky(X, y, *args, **kwargs):
+        if len(y) == 200:
+            raise FloatingPointError("boom")
+        return real(X, y, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_mod, "fit_em", flaky)
+    result = run_sweep(small_config(), tmp_path, n_jobs=1, progress=False)
+    assert result.n_failed == 2
+    df = load_results(tmp_path)
+    bad = df[df["n"] == 200]
+    assert set(bad["status"]) == {"error"} and bad["reason"].str.contains("boom").all()
+    assert set(df[df["n"] != 200]["status"]) == {"ok"}
+
+
+def test_load_results_has_metrics_and_flat_parameter_errors(tmp_path):
+    run_sweep(small_config(), tmp_path, n_jobs=1, progress=False)
+    df = load_results(tmp_path)
+    for col in ("loss", "hellinger", "loglik", "loglik_true", "n_iter", "converged",
+                "b_size1", "beta1_atom0", "weight_size1"):
+        assert col in df.columns, col
+    assert np.all(df["loss"] > 0) and np.all((df["hellinger"] >= 0) & (df["hellinger"] <= 1))
+    assert list(df["n"]) == sorted(df["n"])
+
+
+def test_grid_sub_sweeps_share_data_and_get_their_own_rows(tmp_path):
+    cfg = small_config(reps=1)
+    run_sweep(cfg, tmp_path, n_jobs=1, progress=False, grid={"fit.n_experts": [2, 3]})
+    df = load_results(tmp_path)
+    assert sorted(df["label"].unique()) == ["n_experts=2", "n_experts=3"]
+    assert len(df) == 6
+    # same seed key -> the same data -> the same true log-likelihood in both sub-sweeps
+    by = df.pivot_table(index="n", columns="label", values="loglik_true")
+    np.testing.assert_array_equal(by["n_experts=2"], by["n_experts=3"])
+
+
+def test_sigkill_mid_sweep_then_resume_gives_every_task_once(tmp_path):
+    cfg = small_config(reps=6, ns=(200, 400, 800, 1600, 3200))
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(cfg))
+    killed = tmp_path / "killed"
+    script = ("import json, sys; from gmoe.sweep import run_sweep; "
+              f"run_sweep(json.load(open({str(cfg_path)!r})), {str(killed)!r}, n_jobs=1, "
+              "progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    results = killed / RESULTS_FILE
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if results.exists() and len(results.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_before = len(results.read_text().splitlines())
+    assert 3 <= n_before < 30, "the kill must land mid-sweep"
+    run_sweep(cfg, killed, n_jobs=1, progress=False)
+    clean = tmp_path / "clean"
+    run_sweep(cfg, clean, n_jobs=2, progress=False)
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(lines) == 30 and len({r["task"] for r in lines}) == 30
+    assert records(killed) == records(clean)
