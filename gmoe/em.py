@@ -139,54 +139,150 @@ class FitResult:
                 f"converged={self.converged}, reason={self.reason!r})")
 
 
+def _pack(params: MoEParams) -> np.ndarray:
+    """Parameters as one vector for extrapolation: variances and tau on the log scale."""
+    parts = [params.beta0, params.beta1.ravel(), params.a.ravel(), params.b, np.log(params.var)]
+    if params.tau is not None:
+        parts.append([np.log(params.tau)])
+    return np.concatenate(parts)
+
+
+def _unpack(vec: np.ndarray, like: MoEParams) -> MoEParams:
+    k, d = like.k, like.d
+    sizes = np.cumsum([k, k * d, k * d, k, k])
+    beta0, beta1, a, b, logvar, rest = np.split(vec, sizes)
+    tau = float(np.exp(rest[0])) if like.tau is not None else None
+    return MoEParams(beta0, beta1.reshape(k, d), a.reshape(k, d), b, np.exp(logvar), tau)
+
+
+class _EMSteps:
+    """E- and M-steps on one data set, with the per-fit arrays computed once."""
+
+    def __init__(self, design: Design, gate: Gate, var_floor: float):
+        self.design, self.gate, self.var_floor = design, gate, var_floor
+        self.floor_hits = 0
+        self.floored = None
+
+    def evaluate(self, params: MoEParams):
+        """Log weights and expert log densities at ``params``, each (k, n)."""
+        return (self.gate._log_weights_T(self.design, params),
+                expert_log_density_T(self.design, params.a, params.b, params.var))
+
+    @staticmethod
+    def e_step(log_w, log_phi, out=None):
+        """(log-likelihood, responsibilities)."""
+        resp, ll_n = joint_log_T(log_w, log_phi, out=out)
+        return float(ll_n.sum()), resp
+
+    def m_step(self, params: MoEParams, resp, log_w):
+        """New parameters with their log weights and log densities (nothing recomputed)."""
+        a, b, var, log_phi, floored, _ = experts_m_step(self.design, resp, params.a, params.b,
+                                                        self.var_floor)
+        self.floored = floored
+        self.floor_hits += int(floored.any())
+        params = params.replace(a=a, b=b, var=var)
+        params, log_w, _ = self.gate.m_step(self.design, resp, params, log_w, log_phi)
+        return params, log_w, log_phi
+
+
 def _run_em(design: Design, gate: Gate, params: MoEParams, tol: float, max_iter: int,
-            stop: str, var_floor: float) -> dict:
-    """One EM run from ``params``; never raises on numerical failure."""
+            stop: str, var_floor: float, accelerate: bool = False) -> dict:
+    """One EM run from ``params``; never raises on numerical failure.
+
+    With ``accelerate``, SQUAREM (Varadhan & Roland 2008, scheme S3) extrapolates
+    from two EM steps ``theta0 -> theta1 -> theta2``; the jump is kept only when its
+    log-likelihood is not below the last evaluated EM iterate, otherwise the plain EM
+    point ``theta2`` is used, so the trace never decreases.
+    """
+    steps = _EMSteps(design, gate, var_floor)
     params = gate.normal_form(params)
-    log_w = gate._log_weights_T(design, params)
-    log_phi = expert_log_density_T(design, params.a, params.b, params.var)
-    buf = np.empty_like(log_w)
+    log_w, log_phi = steps.evaluate(params)
+    buf = np.empty_like(log_w) if not accelerate else None
     trace: list[float] = []
     reason, converged, stopped_by = None, False, "max_iter"
-    floor_hits, floored = 0, np.zeros(params.k, dtype=bool)
-    last_good = params
     n = design.n
-    for it in range(max_iter + 1):
-        resp, ll_n = joint_log_T(log_w, log_phi, out=buf)
-        ll = float(ll_n.sum())
-        if not np.isfinite(ll):
-            reason = f"non-finite log-likelihood at iteration {it}"
-            stopped_by, params = "failure", last_good
-            break
+    n_msteps = 0
+
+    def record(ll: float) -> bool:
+        """Append ll; True when the stopping rule is met."""
         trace.append(ll)
-        last_good = params
-        if it > 0:
-            change = abs(ll - trace[-2])
-            if (change <= tol * abs(ll)) if stop == "relative" else (change <= tol * n):
-                converged, stopped_by = True, stop
-                break
-        if it == max_iter:
+        if len(trace) < 2:
+            return False
+        change = abs(ll - trace[-2])
+        return (change <= tol * abs(ll)) if stop == "relative" else (change <= tol * n)
+
+    ll, resp = steps.e_step(log_w, log_phi, out=buf)
+    while True:
+        if not np.isfinite(ll):
+            reason, stopped_by = f"non-finite log-likelihood at iteration {n_msteps}", "failure"
             break
-        a, b, var, log_phi, floored, _ = experts_m_step(design, resp, params.a, params.b,
-                                                        var_floor)
-        floor_hits += int(floored.any())
-        params = params.replace(a=a, b=b, var=var)
-        params, log_w, _ = gate.m_step(design, resp, params, log_w, log_phi)
-    if reason is None and floored.any():
+        if record(ll):
+            converged, stopped_by = True, stop
+            break
+        if n_msteps >= max_iter:
+            break
+        last = params
+        params1, log_w1, log_phi1 = steps.m_step(params, resp, log_w)
+        n_msteps += 1
+        if not accelerate or n_msteps >= max_iter:
+            params, log_w, log_phi = params1, log_w1, log_phi1
+            ll, resp = steps.e_step(log_w, log_phi, out=buf)
+            if not np.isfinite(ll):
+                params = last
+            continue
+        ll1, resp1 = steps.e_step(log_w1, log_phi1)
+        if not np.isfinite(ll1):
+            params, ll = params1, ll1
+            continue
+        if record(ll1):
+            params, ll, resp = params1, ll1, resp1
+            converged, stopped_by = True, stop
+            break
+        params2, log_w2, log_phi2 = steps.m_step(params1, resp1, log_w1)
+        n_msteps += 1
+        accepted = False
+        t0, t1, t2 = _pack(params), _pack(params1), _pack(params2)
+        r, v = t1 - t0, t2 - 2 * t1 + t0
+        nv = float(np.linalg.norm(v))
+        alpha = -float(np.linalg.norm(r)) / nv if nv > 0 else -1.0
+        # try the jump, halving its distance to the plain EM point (alpha = -1) a
+        # few times before falling back to that point
+        for _ in range(3):
+            if not (alpha < -1.0 and np.isfinite(alpha)):
+                break
+            try:
+                jump = gate.normal_form(_unpack(t0 - 2 * alpha * r + alpha**2 * v, params))
+                jump = jump.replace(var=np.maximum(jump.var, var_floor))
+            except ValueError:  # non-finite extrapolation
+                jump = None
+            if jump is not None:
+                lw_j, lp_j = steps.evaluate(jump)
+                ll_j, resp_j = steps.e_step(lw_j, lp_j)
+                if np.isfinite(ll_j) and ll_j >= ll1:
+                    params, log_w, log_phi, ll, resp = jump, lw_j, lp_j, ll_j, resp_j
+                    accepted = True
+                    break
+            alpha = (alpha - 1.0) / 2
+        if not accepted:
+            params, log_w, log_phi = params2, log_w2, log_phi2
+            ll, resp = steps.e_step(log_w, log_phi)
+    floored = steps.floored
+    if reason is None and floored is not None and floored.any():
         which = ", ".join(str(i) for i in np.flatnonzero(floored))
         reason = (f"degenerate variance: expert(s) {which} at the variance floor "
                   f"{var_floor:.3g} (a collapsing component)")
     return {"params": params, "loglik": trace[-1] if trace else -np.inf,
-            "n_iter": max(len(trace) - 1, 0), "converged": converged,
+            "n_iter": n_msteps, "converged": converged,
             "trace": np.array(trace), "reason": reason, "stopped_by": stopped_by,
-            "floor_hits": floor_hits}
+            "floor_hits": steps.floor_hits}
 
 
 def fit_em(X, y, n_experts: int, gate: Gate | str | dict | None = None,
            init: str | MoEParams = "kmeans", n_init: int = 1, tol: float = 1e-6,
            max_iter: int = 2000, rng=None, truth: MoEParams | None = None, *,
            stop: str = "relative", var_floor: float | None = None,
-           init_scale: float = 1.0, warn: bool = True) -> FitResult:
+           init_scale: float = 1.0, accelerate: bool = False,
+           warn: bool = True) -> FitResult:
     """Fit a Gaussian mixture of experts by EM, keeping the best of ``n_init`` restarts.
 
     Parameters
@@ -215,6 +311,10 @@ def fit_em(X, y, n_experts: int, gate: Gate | str | dict | None = None,
         Lower bound of the variances; default ``1e-6 * var(y)``.
     init_scale : float, default=1.0
         The constant c of the near-truth noise ``c * n**-0.083``.
+    accelerate : bool, default=False
+        Use SQUAREM extrapolation between EM steps (monotone: a jump that lowers the
+        log-likelihood falls back to the plain EM step). Worth it for over-specified
+        fits, whose plain EM converges sublinearly.
     warn : bool, default=True
         Emit a :class:`~gmoe.exceptions.ConvergenceWarning` if the best restart did
         not converge.
@@ -275,7 +375,8 @@ def fit_em(X, y, n_experts: int, gate: Gate | str | dict | None = None,
             resp = (kmeans_responsibilities(X, y, k, rng) if init == "kmeans"
                     else random_responsibilities(n, k, rng))
             params0 = params_from_responsibilities(design, resp, gate, var_floor)
-        runs.append(_run_em(design, gate, params0, tol, max_iter, stop, var_floor))
+        runs.append(_run_em(design, gate, params0, tol, max_iter, stop, var_floor,
+                            accelerate=accelerate))
     seconds = time.perf_counter() - start_time
 
     ok = [i for i, r in enumerate(runs) if r["reason"] is None]

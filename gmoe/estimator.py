@@ -30,6 +30,8 @@ class MoERegressor:
     max_iter : int, default=2000
     stop : {"relative", "per_sample"}, default="relative"
     random_state : None, int or numpy.random.Generator
+    accelerate : bool, default=False
+        SQUAREM-accelerated EM (see :func:`gmoe.fit_em`).
     truth : MoEParams, optional
         Needed by ``init="near_truth"``.
 
@@ -59,7 +61,7 @@ class MoERegressor:
     def __init__(self, n_experts: int = 2, gate: Gate | str | dict | None = None,
                  init: str | MoEParams = "kmeans", n_init: int = 5, tol: float = 1e-6,
                  max_iter: int = 2000, stop: str = "relative", random_state=None,
-                 truth: MoEParams | None = None):
+                 truth: MoEParams | None = None, accelerate: bool = False):
         self.n_experts = n_experts
         self.gate = gate
         self.init = init
@@ -69,12 +71,13 @@ class MoERegressor:
         self.stop = stop
         self.random_state = random_state
         self.truth = truth
+        self.accelerate = accelerate
 
     def get_params(self, deep: bool = True) -> dict:
         """Constructor arguments (scikit-learn protocol)."""
         return {name: getattr(self, name) for name in
                 ("n_experts", "gate", "init", "n_init", "tol", "max_iter", "stop",
-                 "random_state", "truth")}
+                 "random_state", "truth", "accelerate")}
 
     def set_params(self, **params) -> MoERegressor:
         """Set constructor arguments (scikit-learn protocol)."""
@@ -94,7 +97,8 @@ class MoERegressor:
         X, y = check_X_y(X, y)
         result = fit_em(X, y, self.n_experts, gate=self.gate or SoftmaxGate(), init=self.init,
                         n_init=self.n_init, tol=self.tol, max_iter=self.max_iter,
-                        rng=self.random_state, truth=self.truth, stop=self.stop)
+                        rng=self.random_state, truth=self.truth, stop=self.stop,
+                        accelerate=self.accelerate)
         self.result_ = result
         self.params_ = result.params
         self.model_ = result.model

@@ -168,3 +168,29 @@ def test_bad_data_raise_value_errors():
         fit_em(X, np.full(10, np.nan), 2)
     with pytest.raises(ValueError, match="init has 3 experts"):
         fit_em(X, np.zeros(10), 2, init=random_params(np.random.default_rng(0), 3, 1))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_accelerated_em_is_monotone_and_reaches_the_same_optimum(paper_truth, seed):
+    X, y = GaussianMoE(SoftmaxGate(), paper_truth).sample(1000, rng=seed)
+    plain = fit_em(X, y, 3, init="near_truth", truth=paper_truth, rng=1, tol=1e-10,
+                   max_iter=10000)
+    fast = fit_em(X, y, 3, init="near_truth", truth=paper_truth, rng=1, tol=1e-10,
+                  max_iter=10000, accelerate=True)
+    assert plain.converged and fast.converged
+    trace = fast.loglik_trace
+    assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:]))
+    assert fast.loglik == pytest.approx(plain.loglik, abs=1e-6 * len(y))
+    assert fast.n_iter < 0.5 * plain.n_iter
+    assert fast.loglik == pytest.approx(fast.model.log_likelihood(X, y), rel=1e-10)
+
+
+def test_accelerated_em_keeps_monotone_on_random_problems():
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        truth = random_params(rng, 3, 2)
+        X, y = GaussianMoE(SoftmaxGate(), truth, x_law=Normal(0, 1, 2)).sample(600, rng=rng)
+        fit = fit_em(X, y, 4, init="random", rng=rng, tol=1e-9, max_iter=400,
+                     accelerate=True, warn=False)
+        trace = fit.loglik_trace
+        assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:]))
