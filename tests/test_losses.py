@@ -1,0 +1,447 @@
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+from scipy.special import logsumexp
+
+from gmoe import GaussianMoE, MoEParams
+from gmoe.gates import Gate
+from gmoe.losses import (
+    ParameterErrors,
+    VoronoiLoss,
+    parameter_errors,
+    voronoi_cells,
+    voronoi_loss,
+)
+
+from .conftest import random_params
+
+# ------------------------------------------------------------------ helpers
+
+
+def brute_loss(fit: MoEParams, truth: MoEParams, t0: float, t1, kind: str = "exact",
+               metric: str = "euclidean") -> float:
+    """DESIGN section 3 term by term, with explicit loops over the atoms.
+
+    Weights exp(beta0 + t0), or exp((beta0 + t0) / tau) when the parameters carry tau;
+    cells by the stacked (beta1 + t1, a, b, var) distance, ties to the lower true atom.
+    """
+    t1 = np.zeros(fit.d) if t1 is None else np.asarray(t1, dtype=float)
+
+    def weight(p, i, shift):
+        b0 = p.beta0[i] + shift
+        return math.exp(b0 / p.tau if p.tau is not None else b0)
+
+    cells = [[] for _ in range(truth.k)]
+    for i in range(fit.k):
+        best_j, best_dist = -1, math.inf
+        for j in range(truth.k):
+            diff = np.concatenate([fit.beta1[i] + t1 - truth.beta1[j], fit.a[i] - truth.a[j],
+                                   [fit.b[i] - truth.b[j]], [fit.var[i] - truth.var[j]]])
+            dist = math.sqrt(sum(x * x for x in diff)) if metric == "euclidean" \
+                else sum(abs(x) for x in diff)
+            if dist < best_dist:
+                best_j, best_dist = j, dist
+        cells[best_j].append(i)
+    total = 0.0
+    for j in range(truth.k):
+        total += abs(sum(weight(fit, i, t0) for i in cells[j]) - weight(truth, j, 0.0))
+        size = len(cells[j])
+        for i in cells[j]:
+            if kind == "exact" or size == 1:
+                r, h = 1.0, 1.0
+            elif size == 2:
+                r, h = 4.0, 2.0
+            elif size == 3:
+                r, h = 6.0, 3.0
+            else:
+                raise ValueError("cell of 4 or more")
+            dbeta1 = np.linalg.norm(fit.beta1[i] + t1 - truth.beta1[j])
+            da = np.linalg.norm(fit.a[i] - truth.a[j])
+            db = abs(fit.b[i] - truth.b[j])
+            dvar = abs(fit.var[i] - truth.var[j])
+            total += weight(fit, i, t0) * (dbeta1**r + da**h + db**r + dvar**h)
+    if fit.tau is not None and truth.tau is not None:
+        total += abs(fit.tau - truth.tau)
+    return total
+
+
+def brute_infimum_d1(fit, truth, kind):
+    """Grid over (t0, t1) in [-6, 6]^2, then Nelder-Mead on the brute loss from the best."""
+    grid = np.linspace(-6, 6, 49)
+    best = min((brute_loss(fit, truth, a, [b], kind), a, b) for a in grid for b in grid)
+    res = minimize(lambda s: brute_loss(fit, truth, s[0], s[1:], kind), [best[1], best[2]],
+                   method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-14})
+    return min(best[0], res.fun)
+
+
+def near_truth(rng, truth: MoEParams, assign, scale: float) -> MoEParams:
+    """A fit whose atom i perturbs true atom assign[i]; split atoms share the weight."""
+    assign = np.asarray(assign)
+    counts = np.bincount(assign, minlength=truth.k)[assign]
+    k = assign.size
+    return MoEParams(truth.beta0[assign] - np.log(counts) + scale * rng.normal(size=k),
+                     truth.beta1[assign] + scale * rng.normal(size=(k, truth.d)),
+                     truth.a[assign] + scale * rng.normal(size=(k, truth.d)),
+                     truth.b[assign] + scale * rng.normal(size=k),
+                     truth.var[assign] * np.exp(scale * rng.normal(size=k)))
+
+
+class TanhGate(Gate):
+    """Test-local activation gate: softmax((tanh(beta1^T x) + beta0) / tau); t0 only."""
+
+    name = "test_tanh"
+    shifts_slopes = False
+    has_tau = True
+
+    def _log_weights_T(self, design, params):
+        eta = (np.tanh(params.beta1 @ design.XT) + params.beta0[:, None]) / params.tau
+        return eta - logsumexp(eta, axis=0)
+
+    def m_step(self, design, resp_T, params, log_w_T, log_phi_T=None):
+        raise NotImplementedError
+
+
+# --------------------------------------------------------- hand-worked cases
+
+
+def hand_pair():
+    truth = MoEParams(beta0=[0.0, 0.0], beta1=[[1.0], [0.0]], a=[[0.0], [0.0]], b=[0.0, 3.0],
+                      var=[1.0, 1.0])
+    fit = MoEParams(beta0=np.log([1.5, 0.5]), beta1=[[1.25], [0.0]], a=[[0.0], [0.5]],
+                    b=[0.1, 3.0], var=[1.0, 1.2])
+    return fit, truth
+
+
+def test_d1_hand_worked_at_zero_shift_and_at_the_infimum():
+    fit, truth = hand_pair()
+    # cells: atom 0 -> true 0 (squared distance 0.0625 + 0.01), atom 1 -> true 1 (0.25 + 0.04)
+    assert voronoi_cells(fit, truth) == [[0], [1]]
+    # no shift: weights |1.5 - 1| + |0.5 - 1| = 1.0
+    #   atom 0: 1.5 * (|dbeta1| 0.25 + |da| 0 + |db| 0.1 + |dvar| 0) = 0.525
+    #   atom 1: 0.5 * (0 + 0.5 + 0 + 0.2) = 0.35             total 1.875
+    at_zero = voronoi_loss(fit, truth, shift=0.0)
+    assert at_zero.value == pytest.approx(1.875, abs=1e-12)
+    np.testing.assert_allclose(at_zero.weight_terms, [0.5, 0.5], atol=1e-12)
+    np.testing.assert_allclose(at_zero.param_terms, [0.525, 0.35], atol=1e-12)
+    # infimum: with u = exp(t0) the loss is |1.5u - 1| + |0.5u - 1| + u C(t1),
+    #   C(t1) = 1.5 (|0.25 + t1| + 0.1) + 0.5 (|t1| + 0.5 + 0.2), smallest at t1 = -0.25:
+    #   C = 0.625. For C < 2 the best u is the kink u = 2/3: 2/3 + (2/3) 0.625 = 13/12.
+    loss = voronoi_loss(fit, truth)
+    assert loss.value == pytest.approx(13 / 12, abs=1e-9)
+    np.testing.assert_allclose(loss.shift, [np.log(2 / 3), -0.25], atol=1e-6)
+    assert loss.unshifted == pytest.approx(1.875, abs=1e-12)
+    assert loss.value == pytest.approx(brute_loss(fit, truth, *loss.shift[:1], loss.shift[1:]),
+                                       abs=1e-12)
+
+
+def test_d2_hand_worked_cells_of_two_and_one():
+    truth = MoEParams(beta0=[0.0, 0.0], beta1=[[0.0], [0.0]], a=[[0.0], [0.0]], b=[0.0, 5.0],
+                      var=[1.0, 1.0])
+    fit = MoEParams(beta0=np.log([0.5, 0.5, 1.0]), beta1=[[0.5], [-0.5], [0.0]],
+                    a=[[0.0], [0.2], [0.0]], b=[0.0, 0.0, 5.5], var=[1.0, 1.4, 1.0])
+    # cells {0, 1} -> true 0 and {2} -> true 1; weights 0.5 + 0.5 = 1 and 1: no weight term
+    # D2, cell of 2 (r = 4): 0.5 * 0.5^4 = 0.03125 and 0.5 * (0.5^4 + 0.2^2 + 0.4^2) = 0.13125
+    #     cell of 1 (r = 1): 1 * 0.5 = 0.5                               total 0.6625
+    # D1: 0.5 * 0.5 + 0.5 * (0.5 + 0.2 + 0.4) + 0.5 = 1.3
+    # Both are smallest at shift 0 (symmetric beta1 in the split cell, |t1| in the other;
+    # in u the slopes are -2 + C < 0 left of u = 1 and 2 + C > 0 right of it).
+    d2 = voronoi_loss(fit, truth, kind="over")
+    assert d2.cells == ((0, 1), (2,))
+    assert d2.value == pytest.approx(0.6625, abs=1e-9)
+    np.testing.assert_allclose(d2.param_terms, [0.1625, 0.5], atol=1e-9)
+    np.testing.assert_allclose(d2.shift, [0.0, 0.0], atol=1e-6)
+    assert voronoi_loss(fit, truth, kind="exact").value == pytest.approx(1.3, abs=1e-9)
+
+
+def test_d2_hand_worked_cell_of_three():
+    truth = MoEParams([0.0], [[0.0]], [[0.0]], [0.0], [1.0])
+    fit = MoEParams(np.log([1 / 3] * 3), [[0.5], [0.0], [-0.5]], [[0.0], [0.3], [0.0]],
+                    [0.0, 0.0, 0.2], [1.0, 1.0, 1.5])
+    # r = 6: (1/3) * (0.5^6 + 0.3^3 + (0.5^6 + 0.2^6 + 0.5^3))
+    #      = (1/3) * (0.015625 + 0.027 + 0.140689) = 0.0611046...
+    expected = (0.015625 + 0.027 + 0.015625 + 0.000064 + 0.125) / 3
+    loss = voronoi_loss(fit, truth, kind="over")
+    assert loss.cell_sizes.tolist() == [3]
+    assert loss.value == pytest.approx(expected, abs=1e-9)
+
+
+# ----------------------------------------------------- against brute force
+
+
+@pytest.mark.parametrize("kind", ["exact", "over"])
+@pytest.mark.parametrize("metric", ["euclidean", "l1"])
+def test_loss_at_given_shifts_matches_brute_force(kind, metric):
+    rng = np.random.default_rng(11)
+    for trial in range(12):
+        d = 1 + trial % 3
+        truth = random_params(rng, 2, d)
+        assign = [0, 1, rng.integers(2), rng.integers(2)][: 2 + trial % 3]
+        fit = near_truth(rng, truth, assign, scale=0.4)
+        if trial % 4 == 0:  # temperature: weights exp((beta0 + t0) / tau), + |tau - tau*|
+            fit, truth = fit.replace(tau=0.7), truth.replace(tau=1.3)
+        shift = rng.normal(size=1 + d)
+        try:
+            expected = brute_loss(fit, truth, shift[0], shift[1:], kind, metric)
+        except ValueError:
+            continue
+        got = voronoi_loss(fit, truth, kind, metric, shift=shift)
+        assert got.value == pytest.approx(expected, rel=1e-12, abs=1e-14)
+        assert got.value == pytest.approx(got.cell_terms.sum() + got.tau_term, rel=1e-12)
+
+
+@pytest.mark.parametrize("kind,assign,seed", [("exact", [0, 1], 0), ("over", [0, 1, 0], 1),
+                                               ("over", [0, 1, 1, 0], 2),
+                                               ("exact", [0, 1, 1], 3)])
+def test_infimum_is_no_worse_than_a_brute_force_search(kind, assign, seed):
+    rng = np.random.default_rng(seed)
+    truth = random_params(rng, 2, 1)
+    fit = near_truth(rng, truth, assign, scale=0.3).shift_gate(0.8, [-0.6])
+    loss = voronoi_loss(fit, truth, kind)
+    # the reported value is the brute-force loss at the reported shift ...
+    assert loss.value == pytest.approx(
+        brute_loss(fit, truth, loss.shift[0], loss.shift[1:], kind), rel=1e-10)
+    # ... and no brute-force search finds a smaller one
+    assert loss.value <= brute_infimum_d1(fit, truth, kind) + 1e-9
+    assert loss.value <= loss.unshifted
+
+
+# ---------------------------------------------------------------- invariances
+
+
+@pytest.mark.parametrize("kind", ["exact", "over"])
+def test_zero_at_the_truth_and_at_any_translation_of_it(kind):
+    rng = np.random.default_rng(3)
+    truth = random_params(rng, 3, 2)
+    assert voronoi_loss(truth, truth, kind).value < 1e-12
+    for t0, t1 in [(1.5, [0.5, -2.0]), (-2.2, [3.0, 1.0]), (0.3, [-0.4, 0.2]),
+                   (4.0, [0.0, 0.0])]:
+        loss = voronoi_loss(truth.shift_gate(t0, t1), truth, kind)
+        assert loss.value < 1e-8
+        np.testing.assert_allclose(loss.shift, -np.r_[t0, t1], atol=1e-8)
+        # the translation is not free: without the infimum the loss is large
+        assert loss.unshifted > 0.1
+
+
+def test_zero_at_translations_with_temperature_and_with_intercept_only_gates():
+    rng = np.random.default_rng(4)
+    truth = random_params(rng, 3, 1).replace(tau=0.5)
+    fitted = truth.shift_gate(1.7, [-2.0])
+    assert voronoi_loss(fitted, truth).value < 1e-8
+    # an activation gate: only t0 moves; GaussianMoE arguments carry their gate
+    loss = voronoi_loss(truth.shift_gate(1.7), truth, kind="over", gate=TanhGate())
+    assert loss.value < 1e-8 and loss.shift == pytest.approx([-1.7])
+    # a beta1 shift is not in its translation group: the loss sees it
+    model = GaussianMoE(TanhGate(), truth)
+    slid = GaussianMoE(TanhGate(), truth.shift_gate(0.0, [0.5]))
+    assert voronoi_loss(slid, model).value > 0.1
+    # tau enters by |tau - tau*| (exponent 1) when both carry it
+    hotter = GaussianMoE(TanhGate(), truth.replace(tau=0.8))
+    loss = voronoi_loss(hotter, model)
+    assert loss.tau_term == pytest.approx(0.3)
+    assert loss.value == pytest.approx(0.3 + loss.cell_terms.sum())
+
+
+@pytest.mark.parametrize("kind", ["exact", "over"])
+def test_unchanged_under_permutation_of_the_fitted_atoms(kind):
+    rng = np.random.default_rng(5)
+    truth = random_params(rng, 2, 2)
+    fit = near_truth(rng, truth, [0, 1, 1, 0], scale=0.2)
+    base = voronoi_loss(fit, truth, kind)
+    for _ in range(3):
+        order = rng.permutation(fit.k)
+        permuted = voronoi_loss(fit.permute(order), truth, kind)
+        assert permuted.value == pytest.approx(base.value, rel=1e-9, abs=1e-12)
+        assert sorted(map(len, permuted.cells)) == sorted(map(len, base.cells))
+
+
+def test_d2_is_zero_for_a_true_atom_split_into_two_with_the_same_theta():
+    rng = np.random.default_rng(6)
+    truth = random_params(rng, 3, 2)
+    # atom 1 split into atoms 1 and 3 with weights 0.7 w + 0.3 w = w, w = exp(beta0*_1)
+    beta0 = np.r_[truth.beta0, truth.beta0[1] + np.log(0.3)]
+    beta0[1] += np.log(0.7)
+    split = MoEParams(beta0, np.r_[truth.beta1, truth.beta1[1:2]], np.r_[truth.a, truth.a[1:2]],
+                      np.r_[truth.b, truth.b[1]], np.r_[truth.var, truth.var[1]])
+    loss = voronoi_loss(split, truth, kind="over")
+    assert loss.cell_sizes.tolist() == [1, 2, 1]
+    assert loss.value < 1e-12
+    # unequal weights that do not add up are seen
+    assert voronoi_loss(split.replace(beta0=split.beta0 + [0, 0, 0, 0.1]), truth,
+                        kind="over").value > 1e-3
+
+
+def test_split_reference_expert_has_a_small_loss_not_a_floor(paper_truth):
+    # fitted in normal form: expert 3 is the reference (0, 0); experts 2 and 3 split the
+    # true reference expert with equal weights, so exp(beta0) add up to 2 at shift 0 and
+    # to 1 after t0 = -log 2 (which also brings expert 1 back to beta0 = -8).
+    eps = 1e-3
+    fit = MoEParams(beta0=[-8 + np.log(2), 0.0, 0.0], beta1=[[25.0], [eps], [0.0]],
+                    a=[[-20.0], [20.0 + eps], [20.0 - eps]], b=[15.0, -5.0, -5.0 + eps],
+                    var=[0.09, 0.16, 0.16 + eps])
+    loss = voronoi_loss(fit, paper_truth, kind="over")
+    assert loss.unshifted > 0.99  # the published defect: |2 - 1| never shrinks
+    assert loss.value < 1e-5
+    assert loss.shift[0] == pytest.approx(-np.log(2), abs=1e-6)
+    assert loss.cell_sizes.tolist() == [1, 2]
+
+
+# ------------------------------------------------------------------- rates
+
+
+def _loglog_slope(ts, values):
+    return np.polyfit(np.log(ts), np.log(values), 1)[0]
+
+
+def test_d1_scales_like_t_on_a_perturbation_path():
+    rng = np.random.default_rng(7)
+    truth = random_params(rng, 2, 2)
+    direction = near_truth(rng, truth, [0, 1], scale=1.0)
+    ts = np.geomspace(1e-4, 1e-2, 6)
+    values = []
+    for t in ts:
+        fit = MoEParams(*(getattr(truth, f) + t * (getattr(direction, f) - getattr(truth, f))
+                          for f in ("beta0", "beta1", "a", "b", "var")))
+        values.append(voronoi_loss(fit, truth, "exact").value)
+    assert _loglog_slope(ts, values) == pytest.approx(1.0, abs=0.03)
+
+
+@pytest.mark.parametrize("field,power", [("beta1", 4.0), ("a", 2.0)])
+def test_d2_cell_of_two_moving_symmetrically_scales_like_t4_in_beta1_t2_in_a(field, power):
+    rng = np.random.default_rng(8)
+    truth = random_params(rng, 2, 2)
+    v = rng.normal(size=2)
+    ts = np.geomspace(1e-3, 1e-1, 6)
+    terms = []
+    for t in ts:
+        arrays = {f: getattr(truth, f)[[0, 0, 1]].copy() for f in ("beta1", "a", "b", "var")}
+        arrays[field][0] += t * v
+        arrays[field][1] -= t * v
+        fit = MoEParams(truth.beta0[[0, 0, 1]] + np.log([0.5, 0.5, 1.0]), **arrays)
+        loss = voronoi_loss(fit, truth, kind="over")
+        assert loss.cell_sizes.tolist() == [2, 1]
+        terms.append(loss.param_terms[0])
+        expected = np.exp(truth.beta0[0]) * np.linalg.norm(t * v) ** power
+        assert loss.param_terms[0] == pytest.approx(expected, rel=1e-6)
+    assert _loglog_slope(ts, terms) == pytest.approx(power, abs=0.05)
+
+
+# ----------------------------------------------------------- parameter errors
+
+
+def test_parameter_errors_hand_worked_and_json():
+    fit, truth = hand_pair()
+    errs = parameter_errors(fit, truth)
+    # at the minimising shift (t0, t1) = (log 2/3, -0.25): weights 1.5 * 2/3 = 1, 0.5 * 2/3
+    np.testing.assert_allclose(errs.shift, [np.log(2 / 3), -0.25], atol=1e-6)
+    np.testing.assert_allclose(errs.weight_error, [0.0, 2 / 3], atol=1e-6)
+    np.testing.assert_allclose(errs.beta1, [0.0, 0.25], atol=1e-6)
+    np.testing.assert_allclose(errs.a, [0.0, 0.5])
+    np.testing.assert_allclose(errs.b, [0.1, 0.0])
+    np.testing.assert_allclose(errs.var, [0.0, 0.2])
+    assert errs.cell_sizes.tolist() == [1, 1] and errs.tau_error is None
+    # at a given shift
+    at_zero = parameter_errors(fit, truth, shift=[0.0, 0.0])
+    np.testing.assert_allclose(at_zero.weight_error, [0.5, 0.5])
+    np.testing.assert_allclose(at_zero.beta1, [0.25, 0.0])
+    record = json.loads(json.dumps(errs.to_dict(), allow_nan=False))
+    assert record["atoms"][1]["cell_size"] == 1
+    assert record["atoms"][1]["weight_error"] == pytest.approx(2 / 3, abs=1e-6)
+    assert set(record["atoms"][0]) == {"atom", "cell", "cell_size", "weight_error", "beta1",
+                                       "a", "b", "var"}
+
+
+def test_parameter_errors_take_the_largest_error_in_a_cell_and_none_when_empty():
+    truth = MoEParams([0.0, 0.0], [[0.0], [0.0]], [[0.0], [0.0]], [0.0, 10.0], [1.0, 1.0])
+    fit = MoEParams(np.log([0.5, 0.5]), [[0.0], [0.0]], [[0.1], [-0.3]], [0.2, 0.5],
+                    [1.0, 1.1]).replace(tau=2.0)
+    errs = parameter_errors(fit, truth.replace(tau=1.5), shift=0.0)
+    assert errs.cells == ((0, 1), ())
+    np.testing.assert_allclose([errs.a[0], errs.b[0], errs.var[0]], [0.3, 0.5, 0.1])
+    assert np.isnan(errs.b[1])
+    # weights exp(beta0 / tau): 0.5^(1/2) twice against 1; the empty cell misses all of 1
+    np.testing.assert_allclose(errs.weight_error, [2 * np.sqrt(0.5) - 1, 1.0])
+    assert errs.tau_error == pytest.approx(0.5)
+    record = json.loads(json.dumps(errs.to_dict(), allow_nan=False))
+    assert record["atoms"][1]["b"] is None and record["atoms"][1]["cell"] == []
+    assert record["tau_error"] == pytest.approx(0.5)
+    assert isinstance(errs, ParameterErrors)
+
+
+def test_loss_record_is_json_safe():
+    fit, truth = hand_pair()
+    loss = voronoi_loss(fit, truth)
+    assert isinstance(loss, VoronoiLoss) and float(loss) == loss.value
+    record = json.loads(json.dumps(loss.to_dict(), allow_nan=False))
+    assert record["value"] == pytest.approx(13 / 12, abs=1e-9)
+    assert record["cells"] == [[0], [1]] and record["cell_sizes"] == [1, 1]
+
+
+def test_a_hopeless_fit_saturates_at_the_total_true_weight():
+    # t0 -> -inf sends every fitted weight to 0: the infimum is at most sum_j exp(beta0*_j)
+    truth = MoEParams([0.0, 0.0], [[0.0], [0.0]], [[0.0], [0.0]], [0.0, 10.0], [1.0, 1.0])
+    far = truth.replace(b=[50.0, 60.0])
+    loss = voronoi_loss(far, truth)
+    assert loss.saturated and loss.value == pytest.approx(2.0)
+    assert json.loads(json.dumps(loss.to_dict(), allow_nan=False))["shift"][0] is None
+
+
+# -------------------------------------------------------------------- cells
+
+
+def test_cells_ties_go_to_the_lower_true_atom_and_metrics_differ():
+    truth = MoEParams([0.0, 0.0], [[0.0], [1.0]], [[0.0], [0.0]], [0.0, 2.8], [1.0, 1.0])
+    # differences to true 0: (1, 0, 1, 0): l2 1.414, l1 2; to true 1: (0, 0, -1.8, 0): 1.8
+    fit = MoEParams([0.0], [[1.0]], [[0.0]], [1.0], [1.0])
+    assert voronoi_cells(fit, truth) == [[0], []]
+    assert voronoi_cells(fit, truth, metric="l1") == [[], [0]]
+    # exactly half way between two true atoms: the lower index wins
+    truth2 = MoEParams([0.0, 0.0], [[0.0], [0.0]], [[0.0], [0.0]], [0.0, 2.0], [1.0, 1.0])
+    mid = MoEParams([0.0], [[0.0]], [[0.0]], [1.0], [1.0])
+    assert voronoi_cells(mid, truth2) == [[0], []]
+    assert voronoi_cells(mid, truth2, metric="l1") == [[0], []]
+    # the slope shift moves atoms between cells
+    assert voronoi_cells(fit, truth, shift=[0.0, -1.0]) == [[0], []]
+    assert voronoi_cells(fit, truth, shift=[0.0, 0.5], metric="l1") == [[], [0]]
+
+
+# ------------------------------------------------------------------- errors
+
+
+def test_mismatched_d_is_a_named_error():
+    rng = np.random.default_rng(9)
+    with pytest.raises(ValueError, match=r"d = 2 \(fitted\) and d = 1 \(truth\)"):
+        voronoi_loss(random_params(rng, 2, 2), random_params(rng, 2, 1))
+    with pytest.raises(ValueError, match="numbers of features"):
+        parameter_errors(random_params(rng, 2, 2), random_params(rng, 2, 1))
+
+
+def test_over_with_fewer_fitted_atoms_than_true_atoms_is_a_named_error():
+    rng = np.random.default_rng(10)
+    with pytest.raises(ValueError, match=r"fit has k = 2 and the truth k\* = 3"):
+        voronoi_loss(random_params(rng, 2, 1), random_params(rng, 3, 1), kind="over")
+
+
+def test_cells_of_four_atoms_are_a_named_error_under_over():
+    truth = MoEParams([0.0, 0.0], [[0.0], [0.0]], [[0.0], [0.0]], [0.0, 10.0], [1.0, 1.0])
+    four = MoEParams(np.log([0.25] * 4), [[0.0]] * 4, [[0.0]] * 4, [0.0] * 4, [1.0] * 4)
+    with pytest.raises(ValueError, match="cell of true atom 0 holds 4 fitted atoms"):
+        voronoi_loss(four, truth, kind="over")
+    assert voronoi_loss(four, truth, kind="exact").value == pytest.approx(1.0)  # D1 is defined
+    with pytest.raises(ValueError, match="at most 3 atoms"):
+        voronoi_loss(four, truth.replace(beta0=[0.0], beta1=[[0.0]], a=[[0.0]], b=[0.0],
+                                         var=[1.0]), kind="over")
+
+
+def test_bad_options_and_inputs_are_named_errors():
+    fit, truth = hand_pair()
+    with pytest.raises(ValueError, match="unknown kind 'under'"):
+        voronoi_loss(fit, truth, kind="under")
+    with pytest.raises(ValueError, match="unknown metric 'l2'"):
+        voronoi_loss(fit, truth, metric="l2")
+    with pytest.raises(ValueError, match="'shift'"):
+        voronoi_loss(fit, truth, shift=[0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="fitted must be a MoEParams"):
+        voronoi_loss({"beta0": [0.0]}, truth)
