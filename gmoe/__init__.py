@@ -1,16 +1,29 @@
 """gmoe: simulation and EM estimation of Gaussian mixtures of experts."""
 
+from .config import ConfigError, SimConfig, list_configs, load_config
+from .density import hellinger, total_variation
 from .em import FitResult, fit_em
 from .estimator import MoERegressor
 from .exceptions import ConvergenceWarning, IdentifiabilityWarning
 from .gates import Gate, SoftmaxGate, make_gate
+from .losses import (
+    ParameterErrors,
+    VoronoiLoss,
+    parameter_errors,
+    voronoi_cells,
+    voronoi_loss,
+)
 from .model import GaussianMoE
 from .params import MoEParams
+from .plots import plot_rates, plot_sweep, rate_table
+from .rates import RateFit, fit_rate
+from .sweep import SweepResult, load_results, run_sweep
 from .xlaws import Grid, Normal, Uniform, make_xlaw
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConfigError",
     "ConvergenceWarning",
     "FitResult",
     "Gate",
@@ -20,9 +33,27 @@ __all__ = [
     "MoEParams",
     "MoERegressor",
     "Normal",
+    "ParameterErrors",
+    "RateFit",
+    "SimConfig",
     "SoftmaxGate",
+    "SweepResult",
     "Uniform",
+    "VoronoiLoss",
     "fit_em",
+    "fit_rate",
+    "hellinger",
+    "list_configs",
+    "load_config",
+    "load_results",
     "make_gate",
     "make_xlaw",
+    "parameter_errors",
+    "plot_rates",
+    "plot_sweep",
+    "rate_table",
+    "run_sweep",
+    "total_variation",
+    "voronoi_cells",
+    "voronoi_loss",
 ]

@@ -80,26 +80,39 @@ def _jsonable(value):
 
 def compute_metrics(cfg: SimConfig, fit, truth_model: GaussianMoE, X, y,
                     x_eval: np.ndarray) -> dict:
-    """The metrics the config asks for, for one finished fit."""
+    """The metrics the config asks for, for one finished fit.
+
+    Each metric is computed on its own: one that raises is recorded under
+    ``metric_errors`` with its reason, and the others are kept.
+    """
     from .density import hellinger
     from .losses import parameter_errors, voronoi_loss
 
     metrics = cfg.raw["metrics"]
     out: dict = {}
+    errors: dict = {}
     fitted = fit.model
     if "loss" in metrics or "parameter_errors" in metrics:
-        loss = voronoi_loss(fitted, truth_model, kind=cfg.loss_kind,
-                            metric=cfg.raw["loss"]["metric"])
-        if "loss" in metrics:
-            out["loss"] = loss.value
-            out["loss_kind"] = cfg.loss_kind
-            out["shift"] = np.atleast_1d(loss.shift).tolist()
-        if "parameter_errors" in metrics:
-            out["parameter_errors"] = parameter_errors(
-                fitted, truth_model, shift=loss.shift, metric=cfg.raw["loss"]["metric"]
-            ).to_dict()
+        try:
+            loss = voronoi_loss(fitted, truth_model, kind=cfg.loss_kind,
+                                metric=cfg.raw["loss"]["metric"])
+        except (ValueError, ArithmeticError) as exc:
+            errors["loss"] = str(exc)
+        else:
+            if "loss" in metrics:
+                out["loss"] = loss.value
+                out["loss_kind"] = cfg.loss_kind
+                out["loss_saturated"] = bool(loss.saturated)
+                out["shift"] = np.atleast_1d(loss.shift).tolist()
+            if "parameter_errors" in metrics:
+                out["parameter_errors"] = parameter_errors(
+                    fitted, truth_model, shift=loss, metric=cfg.raw["loss"]["metric"],
+                    kind=cfg.loss_kind).to_dict()
     if "hellinger" in metrics:
-        out["hellinger"] = hellinger(fitted, truth_model, x_eval)
+        try:
+            out["hellinger"] = hellinger(fitted, truth_model, x_eval)
+        except (ValueError, ArithmeticError) as exc:
+            errors["hellinger"] = str(exc)
     if "loglik" in metrics:
         out["loglik"] = fit.loglik
         out["loglik_true"] = truth_model.log_likelihood(X, y)
@@ -108,6 +121,8 @@ def compute_metrics(cfg: SimConfig, fit, truth_model: GaussianMoE, X, y,
     if "converged" in metrics:
         out["converged"] = fit.converged
         out["stopped_by"] = fit.stopped_by
+    if errors:
+        out["metric_errors"] = errors
     return out
 
 
@@ -303,7 +318,8 @@ def run_sweep(config, out_dir, n_jobs: int = -1, resume: bool = True, quick: boo
 
 
 def _flatten(rec: dict) -> dict:
-    row = {k: v for k, v in rec.items() if k not in ("parameter_errors", "params", "shift")}
+    row = {k: v for k, v in rec.items()
+           if k not in ("parameter_errors", "params", "shift", "metric_errors")}
     pe = rec.get("parameter_errors")
     if pe:
         by_size: dict = {}
