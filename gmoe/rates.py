@@ -6,7 +6,6 @@ import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import statsmodels.api as sm
 
 __all__ = ["RateFit", "fit_rate", "CENTERS"]
 
@@ -115,6 +114,8 @@ def fit_rate(n, loss, center: str = "median", per_replicate: bool = False,
     >>> round(fit_rate(n, loss).slope, 6)
     -0.5
     """
+    import statsmodels.api as sm  # deferred: keeps `import gmoe` fast
+
     n = np.asarray(n, dtype=float)
     loss = np.asarray(loss, dtype=float)
     if n.shape != loss.shape or n.ndim != 1:
