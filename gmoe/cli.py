@@ -58,11 +58,12 @@ def _cmd_run(args) -> int:
     from .plots import plot_sweep
     from .sweep import run_sweep
 
+    if args.backend == "dask":
+        raise CLIError("gmoe run: the dask backend is not available yet; use --backend loky")
     configs = load_config(args.config, quick=args.quick)
     out = Path(args.out) if args.out else _default_out(configs[0].name, args.quick)
     result = run_sweep(configs, out, n_jobs=args.n_jobs, resume=not args.no_resume,
-                       progress=not args.no_progress, backend=args.backend,
-                       **({"scheduler": args.scheduler} if args.backend == "dask" else {}))
+                       progress=not args.no_progress, backend=args.backend)
     print(result.summary())
     print(_write_rates(out, args.center))
     files = plot_sweep(out, center=args.center)
@@ -130,8 +131,10 @@ def _cmd_fit(args) -> int:
 def _cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
-    reproduce(quick=args.quick, n_jobs=args.n_jobs, out_root=Path(args.out),
-              figures=Path(args.figures) if args.figures else None)
+    table = reproduce(quick=args.quick, n_jobs=args.n_jobs, out_root=Path(args.out),
+                      figures=Path(args.figures) if args.figures else None,
+                      names=args.name or None, progress=not args.no_progress)
+    print(_format_rates(table))
     return 0
 
 
@@ -171,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-jobs", type=int, default=-1)
     p.add_argument("--out", default="results")
     p.add_argument("--figures", default=None, help="also copy figures to this folder")
+    p.add_argument("--name", action="append", help="only this built-in config (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser("fit", help="fit a mixture of experts to a CSV file (header row)")

@@ -79,3 +79,17 @@ def test_fit_command_on_csv(tmp_path):
     assert "log-likelihood" in proc.stdout and (tmp_path / "fit.json").exists()
     bad = run_cli("fit", str(path), "--y", "z")
     assert bad.returncode == 2 and "no column 'z'" in bad.stderr
+
+
+def test_reproduce_runs_named_builtin_and_copies_figures(tmp_path):
+    proc = run_cli("reproduce", "--quick", "--name", "softmax-exact", "--out",
+                   str(tmp_path / "res"), "--figures", str(tmp_path / "fig"), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "fig" / "softmax-exact_loss.png").exists()
+    assert (tmp_path / "fig" / "softmax-exact.rates.csv").exists()
+    assert "hellinger" in proc.stdout
+
+
+def test_dask_backend_not_yet_available_exits_2():
+    proc = run_cli("run", "softmax-exact", "--backend", "dask")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
