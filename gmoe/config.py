@@ -338,7 +338,8 @@ def read_config(source) -> dict:
         return copy.deepcopy(source)
     source = str(source)
     path = Path(source)
-    if path.suffix == ".toml" or path.exists():
+    # a name that is also a folder (e.g. the results of a run) is still a name
+    if path.suffix == ".toml" or path.is_file():
         if not path.is_file():
             raise ConfigError(f"config file not found: {source}")
         text = path.read_text()

@@ -81,3 +81,9 @@ def test_invalid_toml_is_reported(tmp_path):
     path.write_text("name = \n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(path)
+
+
+def test_builtin_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "softmax-exact").mkdir()
+    assert load_config("softmax-exact")[0].name == "softmax-exact"
