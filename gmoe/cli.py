@@ -58,12 +58,11 @@ def _cmd_run(args) -> int:
     from .plots import plot_sweep
     from .sweep import run_sweep
 
-    if args.backend == "dask":
-        raise CLIError("gmoe run: the dask backend is not available yet; use --backend loky")
     configs = load_config(args.config, quick=args.quick)
     out = Path(args.out) if args.out else _default_out(configs[0].name, args.quick)
     result = run_sweep(configs, out, n_jobs=args.n_jobs, resume=not args.no_resume,
-                       progress=not args.no_progress, backend=args.backend)
+                       progress=not args.no_progress, backend=args.backend,
+                       scheduler=args.scheduler)
     print(result.summary())
     print(_write_rates(out, args.center))
     files = plot_sweep(out, center=args.center)

@@ -207,6 +207,53 @@ class SweepResult:
                 f"{self.seconds:.1f} s")
 
 
+def _dask_stream(pending: list[Task], configs: list[SimConfig], x_evals: list,
+                 n_jobs: int, scheduler: str | None):
+    """Run tasks on a Dask cluster; yield each task's record once, as it finishes.
+
+    With no scheduler address a LocalCluster bound to 127.0.0.1 is started (one
+    single-threaded worker process per job). A task whose worker dies is retried by
+    the scheduler; one that keeps failing is recorded as an error. The driver writes
+    the records, so resume works as with joblib.
+    """
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ImportError("the dask backend needs the optional dependency dask[distributed]: "
+                          "pip install 'gmoe[dask]'") from None
+    cluster = None
+    if scheduler is None:
+        workers = (os.cpu_count() or 1) if n_jobs in (None, -1) else max(int(n_jobs), 1)
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        by_future = {}
+        for t in pending:
+            future = client.submit(run_task, configs[t.sub], t, x_evals[t.sub],
+                                   key=f"gmoe-{configs[t.sub].hash}-{t.key}", pure=False,
+                                   retries=2)
+            by_future[future] = t
+        for future in as_completed(list(by_future)):
+            task = by_future.pop(future)
+            try:
+                record = future.result()
+            except Exception as exc:  # e.g. KilledWorker after repeated worker deaths
+                cfg = configs[task.sub]
+                record = _jsonable({"task": task.key, "sub": task.sub, "label": cfg.label,
+                                    "n": task.n, "n_index": task.n_index, "rep": task.rep,
+                                    "config_hash": cfg.hash, "status": "error",
+                                    "reason": f"{type(exc).__name__}: {exc}",
+                                    "seconds": None})
+            yield record
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
 def _as_configs(config, quick: bool, grid: dict | None) -> list[SimConfig]:
     if isinstance(config, SimConfig):
         return [config]
@@ -220,7 +267,7 @@ def _as_configs(config, quick: bool, grid: dict | None) -> list[SimConfig]:
 
 def run_sweep(config, out_dir, n_jobs: int = -1, resume: bool = True, quick: bool = False,
               grid: dict | None = None, progress: bool = True,
-              backend: str = "loky") -> SweepResult:
+              backend: str = "loky", scheduler: str | None = None) -> SweepResult:
     """Run every (sub-sweep, n, replication) task of a config, appending results durably.
 
     Parameters
@@ -241,8 +288,12 @@ def run_sweep(config, out_dir, n_jobs: int = -1, resume: bool = True, quick: boo
         Extra ``{"dotted.key": [values]}`` settings to sweep.
     progress : bool, default=True
         Show a progress bar (tasks, failures, ETA) on stderr.
-    backend : str, default="loky"
-        joblib backend.
+    backend : {"loky", "threading", "dask"}, default="loky"
+        joblib backend on this machine, or ``"dask"`` for a Dask cluster (needs
+        ``pip install 'gmoe[dask]'``).
+    scheduler : str, optional
+        With ``backend="dask"``: the scheduler address (``tcp://host:port``) of an
+        existing cluster; default: a LocalCluster on 127.0.0.1 with ``n_jobs`` workers.
 
     Returns
     -------
@@ -253,6 +304,15 @@ def run_sweep(config, out_dir, n_jobs: int = -1, resume: bool = True, quick: boo
     ResultsMismatchError
         The folder holds results of another config.
     """
+    if backend not in ("loky", "threading", "multiprocessing", "dask"):
+        raise ValueError(f"unknown backend {backend!r}; expected 'loky', 'threading', "
+                         "'multiprocessing' or 'dask'")
+    if backend == "dask":
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise ImportError("the dask backend needs the optional dependency "
+                              "dask[distributed]: pip install 'gmoe[dask]'") from None
     configs = _as_configs(config, quick, grid)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -296,7 +356,9 @@ def run_sweep(config, out_dir, n_jobs: int = -1, resume: bool = True, quick: boo
     try:
         with open(path, "a", encoding="utf-8") as fh:
             jobs = (delayed(run_task)(configs[t.sub], t, x_evals[t.sub]) for t in pending)
-            if n_jobs == 1:
+            if backend == "dask":
+                stream = _dask_stream(pending, configs, x_evals, n_jobs, scheduler)
+            elif n_jobs == 1:
                 stream = (run_task(configs[t.sub], t, x_evals[t.sub]) for t in pending)
             else:
                 stream = Parallel(n_jobs=n_jobs, backend=backend,

@@ -90,6 +90,9 @@ def test_reproduce_runs_named_builtin_and_copies_figures(tmp_path):
     assert "hellinger" in proc.stdout
 
 
-def test_dask_backend_not_yet_available_exits_2():
-    proc = run_cli("run", "softmax-exact", "--backend", "dask")
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+def test_dask_backend_without_dask_exits_2_naming_the_extra(monkeypatch, capsys):
+    for name in ("dask", "distributed", "dask.distributed"):
+        monkeypatch.setitem(sys.modules, name, None)  # import now raises ImportError
+    assert main(["run", "softmax-exact", "--quick", "--backend", "dask"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "gmoe[dask]" in err[0]
