@@ -1,15 +1,30 @@
 """Gating functions of a Gaussian mixture of experts."""
 
 from ._base import Gate, GateStepInfo
+from .activation import ACTIVATIONS, ActivationGate
 from .softmax import SoftmaxGate
+from .temperature import TemperatureGate
+from .topk import TopKGate
 
-__all__ = ["Gate", "GateStepInfo", "SoftmaxGate", "make_gate", "GATES"]
+__all__ = ["Gate", "GateStepInfo", "SoftmaxGate", "TopKGate", "TemperatureGate",
+           "ActivationGate", "ACTIVATIONS", "make_gate", "GATES"]
 
-GATES: dict[str, type[Gate]] = {"softmax": SoftmaxGate}
+GATES: dict[str, type[Gate]] = {
+    "softmax": SoftmaxGate,
+    "topk": TopKGate,
+    "temperature": TemperatureGate,
+    "activation": ActivationGate,
+}
 
 
 def make_gate(spec) -> Gate:
-    """Build a gate from a Gate, a name (``"softmax"``) or a dict ``{"name": ..., **kwargs}``."""
+    """Build a gate from a Gate, a name (``"softmax"``) or a dict ``{"name": ..., **kwargs}``.
+
+    Examples
+    --------
+    >>> make_gate({"name": "topk", "K": 2, "rank_by": "logit"}).rank_by
+    'logit'
+    """
     if isinstance(spec, Gate):
         return spec
     if isinstance(spec, str):

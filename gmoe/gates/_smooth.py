@@ -1,0 +1,317 @@
+"""Gating M-step shared by gates whose logits are smooth functions of their parameters.
+
+The temperature, activation and (with its selection held fixed) top-K gates all have
+log weights ``log g_i(x) = eta_i(x; theta) - log sum_{j in S(x)} exp(eta_j(x; theta))``
+with logits ``eta`` smooth in a parameter vector ``theta``. Their gating M-step
+maximises the weighted objective
+
+    Q(theta) = sum_n sum_{i in S(x_n)} r_ni log g_i(x_n)
+
+by Fisher scoring: the curvature used is the Fisher information of the (restricted)
+multinomial, ``J^T c (diag P - P P^T) J`` with ``J = d eta / d theta``, which is
+positive semi-definite, so every step is an ascent direction, and equals the exact
+negative Hessian when the logits are linear in ``theta`` (top-K, temperature with a
+fixed tau). Steps are halved until ``Q`` does not decrease, so the step is a
+generalized-EM step. The pseudo-inverse of the curvature is used, so flat directions
+(the beta/tau scaling of the temperature gate, the common slope shift of the activation
+gate with identity activation) are simply not moved along. Gates whose objective is
+not concave (activation) also cap each step (``max_step``, a trust region).
+
+Parameter vectors are laid out expert by expert (``beta1_i`` then ``beta0_i``, for the
+experts and coordinates that are free in the gate's normal form), with ``log tau``
+last when the temperature is learned.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._design import Design
+from ..params import MoEParams
+from ._base import Gate, GateStepInfo
+from .softmax import log_softmax_T
+
+__all__ = ["SmoothGate", "TemperedGate", "masked_log_softmax_T", "psd_solve"]
+
+
+@dataclass
+class _Point:
+    """The weighted objective and everything derived from the logits at one theta."""
+
+    theta: np.ndarray
+    eta: np.ndarray       # raw logits (k, n), finite
+    cache: object         # gate-specific intermediate values for the Jacobian
+    log_w: np.ndarray     # log weights (k, n), -inf outside the selection
+    P: np.ndarray         # weights (k, n)
+    q: float
+
+
+def masked_log_softmax_T(eta: np.ndarray, mask: np.ndarray | None):
+    """Log-softmax over axis 0 of a (k, n) array restricted to ``mask`` (True = kept).
+
+    Returns ``(log_w, P, lse)`` as :func:`log_softmax_T`, with ``log_w = -inf`` and
+    ``P = 0`` outside the mask. No exp of -inf or of huge negative numbers is taken
+    (slow paths of exp): terms below exp(-60) of the largest only enter P, as 0.
+    """
+    if mask is None:
+        return log_softmax_T(eta.copy())
+    m = np.where(mask, eta, -np.inf).max(axis=0)
+    P = eta - m
+    np.clip(P, -60.0, 0.0, out=P)
+    np.exp(P, out=P)
+    P *= mask
+    s = P.sum(axis=0)
+    P /= s
+    lse = m + np.log(s)
+    log_w = np.where(mask, eta - lse, -np.inf)
+    return log_w, P, lse
+
+
+def psd_solve(H: np.ndarray, g: np.ndarray, rcond: float = 1e-10) -> np.ndarray:
+    """Minimum-norm solution of ``H delta = g`` for a symmetric positive semi-definite H.
+
+    Eigenvalues below ``rcond`` times the largest are treated as zero, so directions
+    along which the objective is flat get no step.
+    """
+    if H.size == 0:
+        return np.zeros(0)
+    w, V = np.linalg.eigh(0.5 * (H + H.T))
+    top = w[-1]
+    if not (np.isfinite(top) and top > 0):
+        return np.zeros_like(g)
+    keep = w > rcond * top
+    Vk = V[:, keep]
+    return Vk @ ((Vk.T @ g) / w[keep])
+
+
+class SmoothGate(Gate):
+    """Base class of gates whose gating M-step is Fisher scoring on smooth logits.
+
+    Subclasses describe their parameterisation through five hooks:
+
+    - ``_theta(params)``: the free gating parameters of normal-form ``params``, 1-d;
+    - ``_arrays(theta, k, d)``: ``(beta0, beta1, tau)`` rebuilt from ``theta``;
+    - ``_eta(beta0, beta1, tau, design)``: raw logits (k, n) and a cache;
+    - ``_jacobian(beta0, beta1, tau, design, eta, cache)``: ``(blocks, t)`` with
+      ``blocks[i]`` of shape (p_i, n), the derivative of ``eta_i`` in expert i's free
+      parameters (``p_i`` may be 0), and ``t`` of shape (k, n), the derivative of
+      ``eta`` in ``log tau`` (None when tau is not learned);
+    - ``_with_theta(theta, params)``: ``params`` with the gating part replaced.
+    """
+
+    max_iter: int = 20
+    tol: float = 1e-10
+    #: Largest change of any parameter in one scoring step (a trust region; the
+    #: activation gate, whose objective is not concave, needs one).
+    max_step: float = np.inf
+
+    # ----------------------------------------------------------------- hooks
+    @abstractmethod
+    def _theta(self, params: MoEParams) -> np.ndarray:
+        """Free gating parameters of normal-form, prepared ``params``."""
+
+    @abstractmethod
+    def _arrays(self, theta: np.ndarray, k: int, d: int):
+        """``(beta0 (k,), beta1 (k, d), tau or None)`` from ``theta``."""
+
+    @abstractmethod
+    def _eta(self, beta0, beta1, tau, design: Design):
+        """Raw logits, array of shape (k, n), and a cache for :meth:`_jacobian`."""
+
+    @abstractmethod
+    def _jacobian(self, beta0, beta1, tau, design: Design, eta, cache):
+        """``(blocks, t)``: per-expert logit derivatives and the log-tau derivative."""
+
+    def _with_theta(self, theta: np.ndarray, params: MoEParams) -> MoEParams:
+        beta0, beta1, tau = self._arrays(theta, params.k, params.d)
+        return params.replace(beta0=beta0, beta1=beta1, tau=tau)
+
+    # ------------------------------------------------------------- objective
+    def _point(self, theta, design: Design, resp_T, k: int, mask=None,
+               weight=None) -> _Point:
+        """Evaluate the weighted objective at ``theta`` (selection ``mask`` held fixed)."""
+        beta0, beta1, tau = self._arrays(theta, k, design.d)
+        if tau is not None and not (np.isfinite(tau) and tau > 0):
+            eta = np.zeros((k, design.n))
+            return _Point(theta, eta, None, eta, eta, -np.inf)
+        eta, cache = self._eta(beta0, beta1, tau, design)
+        log_w, P, lse = masked_log_softmax_T(eta, mask)
+        r, c = self._masked_resp(resp_T, mask) if weight is None else weight
+        with np.errstate(invalid="ignore", over="ignore"):
+            q = float(np.vdot(r, eta) - np.dot(c, lse))
+        if not np.isfinite(q):
+            q = -np.inf
+        return _Point(theta, eta, cache, log_w, P, q)
+
+    @staticmethod
+    def _masked_resp(resp_T, mask):
+        """Responsibilities inside the selection and their column sums."""
+        r = resp_T if mask is None else np.where(mask, resp_T, 0.0)
+        return r, r.sum(axis=0)
+
+    def _grad_fisher(self, point: _Point, design: Design, resp_T, mask=None, weight=None,
+                     fisher: bool = True):
+        """Gradient of the weighted objective and its Fisher curvature at ``point``."""
+        k = point.eta.shape[0]
+        beta0, beta1, tau = self._arrays(point.theta, k, design.d)
+        blocks, t = self._jacobian(beta0, beta1, tau, design, point.eta, point.cache)
+        r, c = self._masked_resp(resp_T, mask) if weight is None else weight
+        P = point.P
+        W = P * c                       # c_n P_in
+        G = r - W                       # dQ / d eta
+        sizes = [0 if B is None else B.shape[0] for B in blocks]
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        m = int(offsets[-1]) + (t is not None)
+        grad = np.empty(m)
+        for i, B in enumerate(blocks):
+            if sizes[i]:
+                grad[offsets[i]:offsets[i + 1]] = B @ G[i]
+        if t is not None:
+            grad[-1] = np.vdot(G, t)
+        if not fisher:
+            return grad, None
+        H = np.empty((m, m))
+        for i, Bi in enumerate(blocks):
+            if not sizes[i]:
+                continue
+            si = slice(offsets[i], offsets[i + 1])
+            for j in range(i, k):
+                if not sizes[j]:
+                    continue
+                sj = slice(offsets[j], offsets[j + 1])
+                C = W[i] * P[j]
+                if i == j:
+                    np.subtract(W[i], C, out=C)
+                else:
+                    np.negative(C, out=C)
+                block = (Bi * C) @ blocks[j].T
+                H[si, sj] = block
+                H[sj, si] = block.T
+        if t is not None:
+            tbar = np.einsum("kn,kn->n", P, t)
+            D = W * (t - tbar)
+            for i, B in enumerate(blocks):
+                if sizes[i]:
+                    H[offsets[i]:offsets[i + 1], -1] = B @ D[i]
+                    H[-1, offsets[i]:offsets[i + 1]] = H[offsets[i]:offsets[i + 1], -1]
+            H[-1, -1] = np.vdot(W, t * t) - np.dot(c, tbar * tbar)
+        return grad, H
+
+    def _objective_and_grad(self, theta, design: Design, resp_T, mask=None):
+        """Weighted objective ``Q(theta)`` and its analytic gradient (for tests and tools).
+
+        Parameters
+        ----------
+        theta : ndarray of shape (m,)
+            Free gating parameters in the gate's layout (see :meth:`_theta`).
+        design : Design
+        resp_T : ndarray of shape (k, n)
+        mask : ndarray of bool, shape (k, n), optional
+            Selection held fixed (top-K); None means every expert is selected.
+
+        Returns
+        -------
+        q : float
+        grad : ndarray of shape (m,)
+        """
+        theta = np.asarray(theta, dtype=float)
+        point = self._point(theta, design, resp_T, resp_T.shape[0], mask)
+        grad, _ = self._grad_fisher(point, design, resp_T, mask, fisher=False)
+        return point.q, grad
+
+    def _fisher_information(self, theta, design: Design, resp_T, mask=None) -> np.ndarray:
+        """The curvature matrix used by the scoring steps, shape (m, m)."""
+        point = self._point(np.asarray(theta, dtype=float), design, resp_T,
+                            resp_T.shape[0], mask)
+        return self._grad_fisher(point, design, resp_T, mask)[1]
+
+    # ----------------------------------------------------------- maximiser
+    def _maximize(self, theta, design: Design, resp_T, k: int,
+                  mask=None) -> tuple[_Point, float, int, list]:
+        """Fisher scoring with step halving from ``theta``; Q never decreases.
+
+        Returns the final point, the objective at the start, the number of accepted
+        steps and notes.
+        """
+        weight = self._masked_resp(resp_T, mask)
+        point = self._point(theta, design, resp_T, k, mask, weight)
+        q0, n_steps, notes = point.q, 0, []
+        if theta.size == 0:
+            return point, q0, 0, notes
+        gain_tol = self.tol * design.n
+        for _ in range(self.max_iter):
+            grad, H = self._grad_fisher(point, design, resp_T, mask, weight)
+            delta = psd_solve(H, grad)
+            decrement = float(grad @ delta)
+            if not np.isfinite(decrement) or decrement / 2 <= gain_tol:
+                break
+            longest = float(np.max(np.abs(delta)))
+            if longest > self.max_step:     # trust region: no jumps into flat regions
+                delta *= self.max_step / longest
+            step, accepted = 1.0, False
+            for _ in range(40):
+                trial = self._point(point.theta + step * delta, design, resp_T, k, mask, weight)
+                if trial.q >= point.q:
+                    accepted = True
+                    break
+                step *= 0.5
+            if not accepted:
+                notes.append("line search found no ascent")
+                break
+            improvement = trial.q - point.q
+            point = trial
+            n_steps += 1
+            if improvement <= gain_tol:
+                break
+        return point, q0, n_steps, notes
+
+
+class TemperedGate(SmoothGate):
+    """Shared handling of the temperature ``tau`` (fixed, or learned on the log scale)."""
+
+    has_tau = True
+    tau: float
+    learn_tau: bool
+
+    def prepare(self, params: MoEParams) -> MoEParams:
+        """Give ``params`` the gate's tau if they have none (or always, when tau is fixed)."""
+        if params.tau is None or (not self.learn_tau and params.tau != self.tau):
+            return params.replace(tau=self.tau)
+        return params
+
+    def check_params(self, params: MoEParams, d: int | None = None) -> None:
+        if isinstance(params, MoEParams):
+            params = self.prepare(params)
+        super().check_params(params, d)
+
+    def _tau_of(self, params: MoEParams) -> float:
+        """The temperature used with ``params``: the fixed one, or ``params.tau``."""
+        if not self.learn_tau or params.tau is None:
+            return self.tau
+        return params.tau
+
+    def _log_weights_T(self, design: Design, params: MoEParams) -> np.ndarray:
+        eta, _ = self._eta(params.beta0, params.beta1, self._tau_of(params), design)
+        return log_softmax_T(eta)[0]
+
+    def m_step(self, design, resp_T, params, log_w_T, log_phi_T=None):
+        params = self.normal_form(self.prepare(params))
+        if params.k == 1:
+            return params, np.zeros((1, design.n)), GateStepInfo(0.0, 0.0)
+        theta = self._theta(params)
+        point, q0, n_steps, notes = self._maximize(theta, design, resp_T, params.k)
+        info = GateStepInfo(q0, point.q, n_steps, notes)
+        return self._with_theta(point.theta, params), point.log_w, info
+
+    def _tau_theta(self, params: MoEParams) -> list[float]:
+        return [np.log(self._tau_of(params))] if self.learn_tau else []
+
+    def _tau_from(self, theta: np.ndarray) -> float:
+        """exp of the last entry (inf or 0 when out of range: the objective is then -inf)."""
+        if not self.learn_tau:
+            return self.tau
+        with np.errstate(over="ignore", under="ignore"):
+            return float(np.exp(theta[-1]))
