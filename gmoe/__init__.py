@@ -5,7 +5,7 @@ from .density import hellinger, total_variation
 from .em import FitResult, fit_em
 from .estimator import MoERegressor
 from .exceptions import ConvergenceWarning, IdentifiabilityWarning
-from .gates import Gate, SoftmaxGate, make_gate
+from .gates import ActivationGate, Gate, SoftmaxGate, TemperatureGate, TopKGate, make_gate
 from .losses import (
     ParameterErrors,
     VoronoiLoss,
@@ -23,6 +23,7 @@ from .xlaws import Grid, Normal, Uniform, make_xlaw
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActivationGate",
     "ConfigError",
     "ConvergenceWarning",
     "FitResult",
@@ -38,6 +39,8 @@ __all__ = [
     "SimConfig",
     "SoftmaxGate",
     "SweepResult",
+    "TemperatureGate",
+    "TopKGate",
     "Uniform",
     "VoronoiLoss",
     "fit_em",

@@ -7,6 +7,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ._design import Design
 from ._validation import check_choice, check_positive_float, check_positive_int, check_X_y
@@ -177,7 +178,7 @@ class _EMSteps:
     def m_step(self, params: MoEParams, resp, log_w):
         """New parameters with their log weights and log densities (nothing recomputed)."""
         a, b, var, log_phi, floored, _ = experts_m_step(self.design, resp, params.a, params.b,
-                                                        self.var_floor)
+                                                        self.var_floor, params.var)
         self.floored = floored
         self.floor_hits += int(floored.any())
         params = params.replace(a=a, b=b, var=var)
@@ -277,6 +278,25 @@ def _run_em(design: Design, gate: Gate, params: MoEParams, tol: float, max_iter:
             "floor_hits": steps.floor_hits}
 
 
+def _restarts(design, gate, init, n_init, k, truth, rng, init_scale, tol, max_iter, stop,
+              var_floor, accelerate) -> list[dict]:
+    """Run EM from each of the starting points; one result dict per restart."""
+    X, y, n = design.X, design.y, design.n
+    runs = []
+    for _ in range(n_init if not isinstance(init, MoEParams) else 1):
+        if isinstance(init, MoEParams):
+            params0 = gate.prepare(init)
+        elif init == "near_truth":
+            params0 = gate.prepare(near_truth_params(truth, k, n, rng, init_scale))
+        else:
+            resp = (kmeans_responsibilities(X, y, k, rng) if init == "kmeans"
+                    else random_responsibilities(n, k, rng))
+            params0 = params_from_responsibilities(design, resp, gate, var_floor)
+        runs.append(_run_em(design, gate, params0, tol, max_iter, stop, var_floor,
+                            accelerate=accelerate))
+    return runs
+
+
 def fit_em(X, y, n_experts: int, gate: Gate | str | dict | None = None,
            init: str | MoEParams = "kmeans", n_init: int = 1, tol: float = 1e-6,
            max_iter: int = 2000, rng=None, truth: MoEParams | None = None, *,
@@ -305,8 +325,8 @@ def fit_em(X, y, n_experts: int, gate: Gate | str | dict | None = None,
     truth : MoEParams, optional
         True parameters, needed by ``init="near_truth"``.
     stop : {"relative", "per_sample"}, default="relative"
-        ``"relative"`` stops when |l_t - l_{t-1}| <= tol |l_t| (the published rule,
-        which loosens with n); ``"per_sample"`` when |l_t - l_{t-1}| <= tol n.
+        ``"relative"`` stops when ``|l_t - l_{t-1}| <= tol |l_t|`` (the published
+        rule, which loosens with n); ``"per_sample"`` when ``|l_t - l_{t-1}| <= tol n``.
     var_floor : float, optional
         Lower bound of the variances; default ``1e-6 * var(y)``.
     init_scale : float, default=1.0
@@ -365,19 +385,13 @@ def fit_em(X, y, n_experts: int, gate: Gate | str | dict | None = None,
     design = Design(X, y)
 
     start_time = time.perf_counter()
-    runs = []
-    for _ in range(n_init if not isinstance(init, MoEParams) else 1):
-        if isinstance(init, MoEParams):
-            params0 = gate.prepare(init)
-        elif init == "near_truth":
-            params0 = gate.prepare(near_truth_params(truth, k, n, rng, init_scale))
-        else:
-            resp = (kmeans_responsibilities(X, y, k, rng) if init == "kmeans"
-                    else random_responsibilities(n, k, rng))
-            params0 = params_from_responsibilities(design, resp, gate, var_floor)
-        runs.append(_run_em(design, gate, params0, tol, max_iter, stop, var_floor,
-                            accelerate=accelerate))
+    # The products here are thin ((k, n) by (n, m)): threaded BLAS gains little and,
+    # on a loaded machine, spin-waiting threads make it 5-10x slower.
+    with threadpool_limits(1, user_api="blas"):
+        runs = _restarts(design, gate, init, n_init, k, truth, rng, init_scale, tol,
+                         max_iter, stop, var_floor, accelerate)
     seconds = time.perf_counter() - start_time
+
 
     ok = [i for i, r in enumerate(runs) if r["reason"] is None]
     pool = ok if ok else list(range(len(runs)))

@@ -31,7 +31,8 @@ def expert_log_density_T(design: Design, a, b, var) -> np.ndarray:
     return log_phi_from_squares(resid, var)
 
 
-def experts_m_step(design: Design, resp_T: np.ndarray, a_old, b_old, var_floor: float):
+def experts_m_step(design: Design, resp_T: np.ndarray, a_old, b_old, var_floor: float,
+                   var_old=None):
     """Weighted least squares per expert, variance = weighted mean squared residual.
 
     Parameters
@@ -40,6 +41,9 @@ def experts_m_step(design: Design, resp_T: np.ndarray, a_old, b_old, var_floor: 
     resp_T : ndarray of shape (k, n)
     a_old, b_old : current expert coefficients, kept for an expert whose weighted
         design is singular (no effective data).
+    var_old : array of shape (k,), optional
+        Current variances, kept for an expert with zero responsibility (instead of
+        the floor, which would turn it into a spike wherever it is later selected).
     var_floor : float
         Lower bound for the variances.
 
@@ -76,7 +80,8 @@ def experts_m_step(design: Design, resp_T: np.ndarray, a_old, b_old, var_floor: 
     sq = np.square(resid, out=resid)
     with np.errstate(invalid="ignore", divide="ignore"):
         var = np.einsum("kn,kn->k", resp_T, sq) / nk
-    var = np.where(np.isfinite(var), var, var_floor)
+    keep = var_floor if var_old is None else np.asarray(var_old, dtype=float)
+    var = np.where(np.isfinite(var), var, keep)
     floored = var < var_floor
     var = np.maximum(var, var_floor)
     return coef[:, :-1], coef[:, -1], var, log_phi_from_squares(sq, var), floored, degenerate

@@ -88,8 +88,8 @@ def kmeans_responsibilities(X: np.ndarray, y: np.ndarray, k: int, rng,
             break
         labels = new
         counts = np.bincount(labels, minlength=k)
-        sums = np.zeros_like(centers)
-        np.add.at(sums, labels, data)
+        sums = np.column_stack([np.bincount(labels, weights=col, minlength=k)
+                                for col in data.T])
         nonempty = counts > 0
         centers[nonempty] = sums[nonempty] / counts[nonempty, None]
     resp = np.zeros((k, n))

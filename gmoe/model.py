@@ -57,8 +57,9 @@ class GaussianMoE:
 
     def __init__(self, gate: Gate | str | dict, params: MoEParams, x_law=None):
         self.gate = make_gate(gate)
+        params = self.gate.prepare(params)
         self.gate.check_params(params)
-        self.params = self.gate.normal_form(self.gate.prepare(params))
+        self.params = self.gate.normal_form(params)
         self.x_law = Uniform(0.0, 1.0, params.d) if x_law is None else make_xlaw(x_law)
         if self.x_law.d != params.d:
             raise ValueError(f"x_law has d = {self.x_law.d} but params have d = {params.d}")

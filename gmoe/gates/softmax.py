@@ -93,7 +93,7 @@ class SoftmaxGate(Gate):
         self.newton_tol = check_positive_float(newton_tol, "newton_tol")
 
     def get_config(self) -> dict:
-        return {"name": self.name}
+        return {"name": self.name, "max_newton": self.max_newton, "newton_tol": self.newton_tol}
 
     def _log_weights_T(self, design: Design, params: MoEParams) -> np.ndarray:
         eta = params.beta1 @ design.XT
