@@ -9,8 +9,8 @@ from .experts import experts_m_step
 from .gates import Gate
 from .params import MoEParams
 
-__all__ = ["INITS", "split_expert", "near_truth_params", "kmeans_responsibilities", "random_responsibilities",
-           "params_from_responsibilities"]
+__all__ = ["INITS", "split_expert", "near_truth_params", "kmeans_responsibilities",
+           "random_responsibilities", "params_from_responsibilities"]
 
 INITS = ("near_truth", "kmeans", "random", "split")
 
