@@ -319,7 +319,13 @@ def expand(data: dict, quick: bool = False) -> list[SimConfig]:
 
 
 def _builtin_dir():
-    return resources.files("gmoe.simulations")
+    """The built-in configs: installed as ``gmoe.simulations`` (the top-level
+    ``simulations/`` folder, mapped by pyproject), or that folder itself when gmoe is
+    imported from a source checkout."""
+    try:
+        return resources.files("gmoe.simulations")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "simulations"
 
 
 def list_configs() -> dict[str, str]:
