@@ -22,6 +22,10 @@ def _default_out(name: str, quick: bool) -> Path:
     return Path("results") / (name + ("-quick" if quick else ""))
 
 
+def _has_results(folder: Path) -> bool:
+    return (folder / "results.jsonl").exists() or (folder / "results.jsonl.gz").exists()
+
+
 def _cmd_list(args) -> int:
     from .config import list_configs
 
@@ -76,7 +80,7 @@ def _cmd_rates(args) -> int:
     from .plots import rate_table
 
     out = Path(args.dir)
-    if not (out / "results.jsonl").exists():
+    if not _has_results(out):
         raise CLIError(f"gmoe rates: no results.jsonl in {out}")
     print(_format_rates(rate_table(out, center=args.center)))
     return 0
@@ -86,7 +90,7 @@ def _cmd_plot(args) -> int:
     from .plots import plot_sweep
 
     out = Path(args.dir)
-    if not (out / "results.jsonl").exists():
+    if not _has_results(out):
         raise CLIError(f"gmoe plot: no results.jsonl in {out}")
     for path in plot_sweep(out, metrics=args.metric or None, center=args.center,
                            dest=args.dest):

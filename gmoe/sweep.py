@@ -165,8 +165,16 @@ def sweep_hash(configs: list[SimConfig]) -> str:
 def _read_records(path: Path, repair: bool = False) -> list[dict]:
     """Complete records of a results file; a torn last line is dropped (and cut off if repair)."""
     if not path.exists():
-        return []
-    data = path.read_bytes()
+        packed = path.with_name(path.name + ".gz")
+        if not packed.exists():
+            return []
+        import gzip
+
+        # an archived (committed) sweep: read-only, complete lines
+        data = gzip.decompress(packed.read_bytes())
+        repair = False
+    else:
+        data = path.read_bytes()
     end = data.rfind(b"\n") + 1
     if end < len(data) and repair:
         with open(path, "r+b") as fh:  # cut the torn tail so appends start on a fresh line
@@ -404,6 +412,9 @@ def _flatten(rec: dict) -> dict:
 def load_results(out_dir):
     """The results of a sweep folder as a pandas DataFrame, one row per task.
 
+    Reads ``results.jsonl``, or the archived ``results.jsonl.gz`` of a committed
+    figure folder.
+
     Per-parameter errors are flattened: ``{param}_atom{j}`` for true atom j and
     ``{param}_size{s}`` for the largest error over true atoms whose Voronoi cell has
     s fitted atoms (param in weight, beta1, a, b, var).
@@ -411,8 +422,8 @@ def load_results(out_dir):
     import pandas as pd
 
     path = Path(out_dir) / RESULTS_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"no {RESULTS_FILE} in {out_dir}")
+    if not path.exists() and not path.with_name(RESULTS_FILE + ".gz").exists():
+        raise FileNotFoundError(f"no {RESULTS_FILE} (or {RESULTS_FILE}.gz) in {out_dir}")
     rows = [_flatten(r) for r in _read_records(path)]
     df = pd.DataFrame(rows)
     if not df.empty:

@@ -129,3 +129,36 @@ def test_sigkill_mid_sweep_then_resume_gives_every_task_once(tmp_path):
     lines = [json.loads(line) for line in results.read_text().splitlines()]
     assert len(lines) == 30 and len({r["task"] for r in lines}) == 30
     assert records(killed) == records(clean)
+
+
+def test_archived_gz_results_load_and_plot_like_the_original(tmp_path):
+    import gzip
+    import shutil
+
+    from gmoe.plots import plot_sweep
+
+    run_sweep(small_config(), tmp_path / "run", n_jobs=1, progress=False)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    shutil.copy(tmp_path / "run" / "sweep.json", archive / "sweep.json")
+    (archive / (RESULTS_FILE + ".gz")).write_bytes(
+        gzip.compress((tmp_path / "run" / RESULTS_FILE).read_bytes()))
+    assert load_results(archive).equals(load_results(tmp_path / "run"))
+    files = plot_sweep(archive, metrics=["loss"], formats=("png",))
+    assert files and files[0].exists()
+
+
+def test_rate_table_agreement_allows_log_factors_but_not_wrong_rates():
+    import pandas as pd
+
+    from gmoe.plots import rate_table
+
+    rng = np.random.default_rng(0)
+    n = np.repeat(np.geomspace(100, 1e5, 40).round(), 40)
+    close = n**-0.5 * np.log(n) ** -0.1 * np.exp(rng.normal(0, 0.05, n.size))
+    wrong = n**-0.25 * np.exp(rng.normal(0, 0.05, n.size))
+    df = pd.DataFrame({"sub": 0, "label": "", "n": n, "close": close, "wrong": wrong})
+    table = rate_table(df, metrics=["close", "wrong"], theory={"close": -0.5, "wrong": -0.5})
+    rows = table.set_index("metric")
+    assert not rows.loc["close", "in_ci"] and rows.loc["close", "agrees"]
+    assert not rows.loc["wrong", "agrees"]
