@@ -5,7 +5,7 @@ from scipy.integrate import quad
 from scipy.special import logsumexp
 
 import gmoe.density
-from gmoe import GaussianMoE, MoEParams
+from gmoe import ActivationGate, GaussianMoE, MoEParams
 from gmoe.density import hellinger, total_variation
 from gmoe.gates import GATES, Gate, make_gate
 
@@ -33,21 +33,6 @@ class TopKLocalGate(Gate):
         keep = np.zeros(score.shape, dtype=bool)
         np.put_along_axis(keep, order[: self.K], True, axis=0)
         eta = np.where(keep, score + params.beta0[:, None], -np.inf)
-        return eta - logsumexp(eta, axis=0)
-
-    def m_step(self, design, resp_T, params, log_w_T, log_phi_T=None):
-        raise NotImplementedError
-
-
-class TanhLocalGate(Gate):
-    """Test-local activation gate: softmax((tanh(beta1^T x) + beta0) / tau)."""
-
-    name = "test_tanh"
-    shifts_slopes = False
-    has_tau = True
-
-    def _log_weights_T(self, design, params):
-        eta = (np.tanh(params.beta1 @ design.XT) + params.beta0[:, None]) / params.tau
         return eta - logsumexp(eta, axis=0)
 
     def m_step(self, design, resp_T, params, log_w_T, log_phi_T=None):
@@ -216,7 +201,7 @@ def test_top_k_and_activation_gates_are_supported():
     top2 = GaussianMoE(TopKLocalGate(2), params)
     dense = GaussianMoE("softmax", params)
     assert np.isneginf(top1.log_weights(X)).any()
-    act = GaussianMoE(TanhLocalGate(), params.replace(tau=0.7))
+    act = GaussianMoE(ActivationGate("tanh"), params.replace(tau=0.7))
     for model_a, model_b in [(top1, top2), (top2, dense), (act, dense), (top1, act)]:
         h = hellinger(model_a, model_b, X, pointwise=True)
         tv = total_variation(model_a, model_b, X, pointwise=True)

@@ -4,10 +4,8 @@ import math
 import numpy as np
 import pytest
 from scipy.optimize import minimize
-from scipy.special import logsumexp
 
-from gmoe import GaussianMoE, MoEParams
-from gmoe.gates import Gate
+from gmoe import ActivationGate, GaussianMoE, MoEParams
 from gmoe.losses import (
     ParameterErrors,
     VoronoiLoss,
@@ -87,21 +85,6 @@ def near_truth(rng, truth: MoEParams, assign, scale: float) -> MoEParams:
                      truth.a[assign] + scale * rng.normal(size=(k, truth.d)),
                      truth.b[assign] + scale * rng.normal(size=k),
                      truth.var[assign] * np.exp(scale * rng.normal(size=k)))
-
-
-class TanhGate(Gate):
-    """Test-local activation gate: softmax((tanh(beta1^T x) + beta0) / tau); t0 only."""
-
-    name = "test_tanh"
-    shifts_slopes = False
-    has_tau = True
-
-    def _log_weights_T(self, design, params):
-        eta = (np.tanh(params.beta1 @ design.XT) + params.beta0[:, None]) / params.tau
-        return eta - logsumexp(eta, axis=0)
-
-    def m_step(self, design, resp_T, params, log_w_T, log_phi_T=None):
-        raise NotImplementedError
 
 
 # --------------------------------------------------------- hand-worked cases
@@ -231,14 +214,14 @@ def test_zero_at_translations_with_temperature_and_with_intercept_only_gates():
     fitted = truth.shift_gate(1.7, [-2.0])
     assert voronoi_loss(fitted, truth).value < 1e-8
     # an activation gate: only t0 moves; GaussianMoE arguments carry their gate
-    loss = voronoi_loss(truth.shift_gate(1.7), truth, kind="over", gate=TanhGate())
+    loss = voronoi_loss(truth.shift_gate(1.7), truth, kind="over", gate=ActivationGate("tanh"))
     assert loss.value < 1e-8 and loss.shift == pytest.approx([-1.7])
     # a beta1 shift is not in its translation group: the loss sees it
-    model = GaussianMoE(TanhGate(), truth)
-    slid = GaussianMoE(TanhGate(), truth.shift_gate(0.0, [0.5]))
+    model = GaussianMoE(ActivationGate("tanh"), truth)
+    slid = GaussianMoE(ActivationGate("tanh"), truth.shift_gate(0.0, [0.5]))
     assert voronoi_loss(slid, model).value > 0.1
     # tau enters by |tau - tau*| (exponent 1) when both carry it
-    hotter = GaussianMoE(TanhGate(), truth.replace(tau=0.8))
+    hotter = GaussianMoE(ActivationGate("tanh"), truth.replace(tau=0.8))
     loss = voronoi_loss(hotter, model)
     assert loss.tau_term == pytest.approx(0.3)
     assert loss.value == pytest.approx(0.3 + loss.cell_terms.sum())
