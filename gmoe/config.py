@@ -34,7 +34,7 @@ _TOP_KEYS = {"name", "description", "seed", "reps", "truth", "x", "fit", "n_grid
 _FIT_KEYS = {"n_experts", "gate", "init", "init_scale", "n_init", "tol", "max_iter", "stop"}
 _NGRID_KEYS = {"values", "min", "max", "num", "spacing"}
 _TRUTH_KEYS = {"gate", "beta0", "beta1", "a", "b", "var", "sd", "tau"}
-_LOSS_KEYS = {"kind", "metric"}
+_LOSS_KEYS = {"kind", "metric", "translation"}
 _HELLINGER_KEYS = {"n_x"}
 
 
@@ -210,6 +210,9 @@ class SimConfig:
         if loss.setdefault("metric", "euclidean") not in ("euclidean", "l1"):
             raise ConfigError(f"{_where(name)}key 'loss.metric' must be 'euclidean' or 'l1', "
                               f"got {loss['metric']!r}")
+        if loss.get("translation", "infimum") not in ("infimum", "mass"):
+            raise ConfigError(f"{_where(name)}key 'loss.translation' must be 'infimum' or "
+                              f"'mass', got {loss['translation']!r}")
         hell = _require_table(data.setdefault("hellinger", {}), "hellinger", name)
         _check_keys(hell, _HELLINGER_KEYS, "hellinger.", name)
         _int(hell.setdefault("n_x", 1000), "hellinger.n_x", name, minimum=2)

@@ -133,8 +133,9 @@ class _Problem:
     """
 
     def __init__(self, fit: _Measure, true: _Measure, shifts_slopes: bool, kind: str,
-                 metric: str):
+                 metric: str, pin_mass: bool = False):
         pf, pt = fit.params, true.params
+        self.pin_mass = pin_mass
         self.fit, self.true = fit, true
         self.k, self.kstar, self.d = pf.k, pt.k, pf.d
         self.shifts_slopes, self.kind, self.metric = shifts_slopes, kind, metric
@@ -213,7 +214,10 @@ class _Problem:
         C = float(np.dot(self.E, cost))
         nonempty = S > 0
         with np.errstate(over="ignore", invalid="ignore"):
-            u = np.append(self.w_true[nonempty] / S[nonempty], 0.0)  # u = 0 last: ties finite
+            if self.pin_mass:  # t0 fixed: fitted total weight = true total weight
+                u = np.array([self.w_true.sum() / self.E.sum()])
+            else:
+                u = np.append(self.w_true[nonempty] / S[nonempty], 0.0)  # u = 0 last
             vals = np.abs(u[:, None] * S[None, :] - self.w_true).sum(axis=1) + u * C
         vals[np.isnan(vals)] = np.inf
         best = int(np.argmin(vals))
@@ -402,7 +406,7 @@ class VoronoiLoss:
 
 
 def voronoi_loss(fitted, truth, kind: str = "exact", metric: str = "euclidean", *,
-                 gate=None, shift=None) -> VoronoiLoss:
+                 gate=None, shift=None, translation: str = "infimum") -> VoronoiLoss:
     """Voronoi loss D1 (exact-specified) or D2 (over-specified) of a fit against the truth.
 
     With ``w_i`` the effective intercepts (``beta0_i``, or ``beta0_i / tau``) and the
@@ -446,6 +450,12 @@ def voronoi_loss(fitted, truth, kind: str = "exact", metric: str = "euclidean", 
     shift : array-like, optional
         Evaluate at this shift ``(t0, t1_1, ..., t1_d)`` (a scalar means ``t0``) instead
         of minimising over it; ``shift=0`` gives the loss without translation.
+    translation : {"infimum", "mass"}, default="infimum"
+        ``"infimum"``: over ``(t0, t1)`` as above (DESIGN §3). ``"mass"``: ``t0`` is
+        pinned so that the fitted atoms' total weight equals the truth's, and only
+        ``t1`` is minimised over; this removes the cap (no ``t0 -> -inf``) while still
+        removing the floor of a split reference expert, whose right shift is exactly
+        the mass-matching one.
 
     Returns
     -------
@@ -476,6 +486,7 @@ def voronoi_loss(fitted, truth, kind: str = "exact", metric: str = "euclidean", 
     """
     kind = check_choice(kind, "kind", _KINDS)
     metric = check_choice(metric, "metric", _METRICS)
+    check_choice(translation, "translation", ("infimum", "mass"))
     fit, true, shifts_slopes = _resolve(fitted, truth, gate)
     k, kstar = fit.params.k, true.params.k
     if kind == "over":
@@ -486,7 +497,8 @@ def voronoi_loss(fitted, truth, kind: str = "exact", metric: str = "euclidean", 
             raise ValueError(f"kind='over' is defined for Voronoi cells of at most 3 atoms "
                              f"(rbar(2) = 4, rbar(3) = 6), but k = {k} fitted atoms in "
                              f"k* = {kstar} cells leave a cell of at least 4")
-    problem = _Problem(fit, true, shifts_slopes, kind, metric)
+    problem = _Problem(fit, true, shifts_slopes, kind, metric,
+                       pin_mass=translation == "mass")
     zero = np.zeros(problem.dim)
     if shift is None:
         s = _infimum(problem)

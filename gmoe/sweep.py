@@ -95,7 +95,8 @@ def compute_metrics(cfg: SimConfig, fit, truth_model: GaussianMoE, X, y,
     if "loss" in metrics or "parameter_errors" in metrics:
         try:
             loss = voronoi_loss(fitted, truth_model, kind=cfg.loss_kind,
-                                metric=cfg.raw["loss"]["metric"])
+                                metric=cfg.raw["loss"]["metric"],
+                                translation=cfg.raw["loss"].get("translation", "infimum"))
         except (ValueError, ArithmeticError) as exc:
             errors["loss"] = str(exc)
         else:

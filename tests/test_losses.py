@@ -428,3 +428,21 @@ def test_bad_options_and_inputs_are_named_errors():
         voronoi_loss(fit, truth, shift=[0.0, 1.0, 2.0])
     with pytest.raises(ValueError, match="fitted must be a MoEParams"):
         voronoi_loss({"beta0": [0.0]}, truth)
+
+
+def test_mass_translation_removes_the_cap_but_keeps_zero_for_split_reference():
+    truth = MoEParams([-8, 0], [[25], [0]], [[-20], [20]], [15, -5], [0.09, 0.16])
+    split = MoEParams([-8 + np.log(2), 0, 0], [[25], [0], [0]], [[-20], [20], [20]],
+                      [15, -5, -5], [0.09, 0.16, 0.16])
+    assert voronoi_loss(split, truth, kind="over", translation="mass").value < 1e-8
+    # a far-off fit: the infimum saturates at the total true weight, the mass-pinned
+    # loss does not (its reference atom is 3 off in b: D1 >= 3 exp(0) / (1 + e^-8) ...)
+    far = truth.replace(b=[15.0, -2.0])
+    inf = voronoi_loss(far, truth)
+    mass = voronoi_loss(far, truth, translation="mass")
+    assert inf.saturated and inf.value == pytest.approx(1 + math.exp(-8))
+    assert mass.value == pytest.approx(3.0, rel=1e-3)
+    total = np.exp(mass.shift[0]) * np.exp(far.beta0).sum()
+    assert total == pytest.approx(np.exp(truth.beta0).sum())
+    with pytest.raises(ValueError, match="translation"):
+        voronoi_loss(far, truth, translation="both")
