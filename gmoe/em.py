@@ -284,20 +284,25 @@ def _restarts(design, gate, init, n_init, k, truth, rng, init_scale, tol, max_it
     """Run EM from each of the starting points; one result dict per restart."""
     X, y, n = design.X, design.y, design.n
     args = (tol, max_iter, stop, var_floor)
-    if isinstance(init, str) and init == "split":
-        if k == 1:
-            return _restarts(design, gate, "kmeans", n_init, 1, truth, rng, init_scale, *args,
+    if isinstance(init, str) and init in ("split", "auto"):
+        if k == 1:  # one expert: a weighted least-squares fit, restarts are identical
+            return _restarts(design, gate, "kmeans", 1, 1, truth, rng, init_scale, *args,
                              accelerate)
-        smaller = _restarts(design, gate, "split" if k > 2 else "kmeans", n_init, k - 1,
-                            truth, rng, init_scale, *args, accelerate)
+        # the (k-1)-expert fit, drawing from rng exactly as a fit_em call with the same
+        # init and seed would, so its best run is that call's result
+        inner = init if (k > 2 or init == "auto") else "kmeans"
+        smaller = _restarts(design, gate, inner, n_init, k - 1, truth, rng, init_scale,
+                            *args, accelerate)
+        own = (_restarts(design, gate, "kmeans", n_init, k, truth, rng, init_scale, *args,
+                         accelerate) if init == "auto" else [])
         pool = [r for r in smaller if r["reason"] is None] or smaller
         base = max(pool, key=lambda r: r["loglik"])["params"]
         # every expert split apart, plus the exact embedding of the smaller fit: the
         # best of these never ends below the (k-1)-expert fit (dense gates)
         starts = [split_expert(base, j, rng, jitter=0.5) for j in range(k - 1)]
         starts.append(split_expert(base, int(np.argmax(base.beta0)), jitter=0.0))
-        return [_run_em(design, gate, gate.prepare(p0), *args, accelerate=accelerate)
-                for p0 in starts]
+        return own + [_run_em(design, gate, gate.prepare(p0), *args, accelerate=accelerate)
+                      for p0 in starts]
     runs = []
     for _ in range(n_init if not isinstance(init, MoEParams) else 1):
         if isinstance(init, MoEParams):
@@ -328,14 +333,17 @@ def fit_em(X, y, n_experts: int, gate: Gate | str | dict | None = None,
     n_experts : int
         Number of experts k to fit (>= 1).
     gate : Gate, str or dict, default=SoftmaxGate()
-    init : {"kmeans", "random", "near_truth", "split"} or MoEParams, default="kmeans"
+    init : {"kmeans", "random", "near_truth", "split", "auto"} or MoEParams, \
+default="kmeans"
         ``"near_truth"`` (needs ``truth``) perturbs the truth as in the published
         protocol (see :func:`gmoe.initialization.near_truth_params`); ``"split"``
         fits k - 1 experts first (recursively, k-means at k = 2) and starts from
         each of its experts split in two, plus the exact embedding of that fit, so
         that (for dense gates) the k-expert fit never ends below the (k-1)-expert
-        one: use it to compare numbers of experts. An explicit MoEParams starts
-        from those parameters.
+        one: use it to compare numbers of experts. ``"auto"`` does both: ``n_init``
+        k-means starts and the split starts from the ``"auto"`` fit with k - 1
+        experts, so a k-expert fit never ends below the (k-1)-expert fit made with
+        the same seed. An explicit MoEParams starts from those parameters.
     n_init : int, default=1
         Number of restarts; the best final log-likelihood among successful fits wins.
     tol : float, default=1e-6

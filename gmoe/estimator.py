@@ -23,9 +23,14 @@ class MoERegressor:
     ----------
     n_experts : int, default=2
     gate : Gate, str or dict, default=SoftmaxGate()
-    init : {"kmeans", "random", "near_truth"} or MoEParams, default="kmeans"
+    init : {"auto", "kmeans", "split", "random", "near_truth"} or MoEParams, \
+default="auto"
+        ``"auto"``: ``n_init`` k-means starts plus starts grown from the fit with one
+        expert fewer (see :func:`gmoe.fit_em`), so that with the same
+        ``random_state`` a fit never has a lower likelihood than the fit with fewer
+        experts: BIC/AIC comparisons across k are then meaningful.
     n_init : int, default=5
-        Restarts; the best log-likelihood wins.
+        k-means restarts; the best log-likelihood wins.
     tol : float, default=1e-6
     max_iter : int, default=2000
     stop : {"relative", "per_sample"}, default="relative"
@@ -59,7 +64,7 @@ class MoERegressor:
     """
 
     def __init__(self, n_experts: int = 2, gate: Gate | str | dict | None = None,
-                 init: str | MoEParams = "kmeans", n_init: int = 5, tol: float = 1e-6,
+                 init: str | MoEParams = "auto", n_init: int = 5, tol: float = 1e-6,
                  max_iter: int = 2000, stop: str = "relative", random_state=None,
                  truth: MoEParams | None = None, accelerate: bool = False):
         self.n_experts = n_experts

@@ -12,7 +12,7 @@ from .params import MoEParams
 __all__ = ["INITS", "split_expert", "near_truth_params", "kmeans_responsibilities",
            "random_responsibilities", "params_from_responsibilities"]
 
-INITS = ("near_truth", "kmeans", "random", "split")
+INITS = ("near_truth", "kmeans", "random", "split", "auto")
 
 
 def near_truth_params(truth: MoEParams, k: int, n: int, rng, scale: float = 1.0,

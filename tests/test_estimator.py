@@ -67,3 +67,12 @@ def test_unfitted_and_bad_parameters_raise():
         MoERegressor().set_params(k=3)
     with pytest.raises(ValueError, match="n_experts must be an integer >= 1"):
         MoERegressor(n_experts=0).fit(np.zeros((5, 1)), np.zeros(5))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_default_restarts_never_let_more_experts_lose_likelihood(paper_truth, seed):
+    X, y = GaussianMoE(SoftmaxGate(), paper_truth).sample(4000, rng=seed)
+    logliks = [MoERegressor(n_experts=k, random_state=seed).fit(X, y).loglik_
+               for k in (1, 2, 3)]
+    assert logliks[1] >= logliks[0] - 1e-9 * abs(logliks[0])
+    assert logliks[2] >= logliks[1] - 1e-9 * abs(logliks[1])
