@@ -284,6 +284,10 @@ def _restarts(design, gate, init, n_init, k, truth, rng, init_scale, tol, max_it
     """Run EM from each of the starting points; one result dict per restart."""
     X, y, n = design.X, design.y, design.n
     args = (tol, max_iter, stop, var_floor)
+    if isinstance(init, str) and init == "auto" and k - 1 < getattr(gate, "K", 1):
+        # a top-K gate cannot have fewer experts than it selects: k-means starts only
+        return _restarts(design, gate, "kmeans", n_init, k, truth, rng, init_scale, *args,
+                         accelerate)
     if isinstance(init, str) and init in ("split", "auto"):
         if k == 1:  # one expert: a weighted least-squares fit, restarts are identical
             return _restarts(design, gate, "kmeans", 1, 1, truth, rng, init_scale, *args,
@@ -402,6 +406,10 @@ default="kmeans"
             raise ValueError(f"init has {init.k} experts but n_experts = {k}")
     else:
         check_choice(init, "init", INITS)
+        if init == "split" and k - 1 < getattr(gate, "K", 1):
+            raise ValueError(f"init='split' grows k = {k} experts from a fit with k - 1 = "
+                             f"{k - 1}, but the gate selects K = {gate.K} experts; use "
+                             "init='auto' or 'kmeans'")
         if init == "near_truth":
             if truth is None:
                 raise ValueError("init='near_truth' needs the true parameters: pass truth=")

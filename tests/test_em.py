@@ -215,3 +215,18 @@ def test_split_init_never_ends_below_the_smaller_fit(paper_truth, seed):
     over = fit_em(X, y, 3, init="split", n_init=3, rng=seed, warn=False)
     assert over.loglik >= exact.loglik - 1e-9 * abs(exact.loglik)
     assert len(over.restart_logliks) == 3  # two splits and the exact embedding
+
+
+def test_auto_init_with_topk_gate_falls_back_to_kmeans_and_split_is_refused():
+    from gmoe import TopKGate
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(300, 1))
+    y = np.where(X[:, 0] > 0, 2.0, -2.0) + 0.3 * rng.standard_normal(300)
+    fit = fit_em(X, y, 2, gate=TopKGate(2), init="auto", n_init=2, rng=0, warn=False)
+    assert len(fit.restart_logliks) == 2
+    # k = 3 with K = 2: the k - 1 = 2 fit is allowed, so auto adds split starts
+    fit3 = fit_em(X, y, 3, gate=TopKGate(2), init="auto", n_init=2, rng=0, warn=False)
+    assert len(fit3.restart_logliks) == 2 + 3
+    with pytest.raises(ValueError, match="init='split'.*selects K = 2"):
+        fit_em(X, y, 2, gate=TopKGate(2), init="split")
