@@ -32,6 +32,13 @@ def _metric_label(metric: str, kind: str | None = None) -> str:
     return metric
 
 
+def _loss_kind(df) -> str | None:
+    """'exact' or 'over' as recorded by the sweep, None if no loss was recorded."""
+    if "loss_kind" in df and df["loss_kind"].notna().any():
+        return df["loss_kind"].dropna().iloc[0]
+    return None
+
+
 def _load(results):
     from .sweep import SWEEP_FILE, load_results
 
@@ -133,8 +140,7 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
                          + ", ".join(c for c in df.columns if df[c].dtype.kind == "f"))
     if theory is None:
         theory = _theories(meta).get(metric)
-    kind = df["loss_kind"].dropna().iloc[0] if "loss_kind" in df and df["loss_kind"].notna().any() \
-        else None
+    kind = _loss_kind(df)
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.4, 4.6))
     else:
@@ -216,10 +222,12 @@ def plot_sweep(out_dir, metrics=None, center: str = "median", formats=("png", "p
     dest = Path(out_dir) if dest is None else Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     name = meta.get("configs", [{}])[0].get("name", "sweep") if meta else "sweep"
+    kind = _loss_kind(df)
     written = []
     for metric in metrics:
-        fig = plot_rates(df if not meta else out_dir, metric, center=center,
-                         theory=theory.get(metric))
+        # the results are loaded once, not once per metric
+        fig = plot_rates(df, metric, center=center, theory=theory.get(metric),
+                         title=f"{name}: {_metric_label(metric, kind)}")
         for fmt in formats:
             path = dest / f"{name}_{metric}.{fmt}"
             fig.savefig(path, dpi=130)

@@ -364,12 +364,12 @@ def run_sweep(config, out_dir, n_jobs: int = -1, resume: bool = True, quick: boo
         bar = tqdm(total=len(pending), desc=configs[0].name, unit="fit", dynamic_ncols=True)
     try:
         with open(path, "a", encoding="utf-8") as fh:
-            jobs = (delayed(run_task)(configs[t.sub], t, x_evals[t.sub]) for t in pending)
             if backend == "dask":
                 stream = _dask_stream(pending, configs, x_evals, n_jobs, scheduler)
             elif n_jobs == 1:
                 stream = (run_task(configs[t.sub], t, x_evals[t.sub]) for t in pending)
             else:
+                jobs = (delayed(run_task)(configs[t.sub], t, x_evals[t.sub]) for t in pending)
                 stream = Parallel(n_jobs=n_jobs, backend=backend,
                                   return_as="generator_unordered")(jobs)
             for record in stream:
