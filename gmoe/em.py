@@ -284,7 +284,7 @@ def _restarts(design, gate, init, n_init, k, truth, rng, init_scale, tol, max_it
     """Run EM from each of the starting points; one result dict per restart."""
     X, y, n = design.X, design.y, design.n
     args = (tol, max_iter, stop, var_floor)
-    if isinstance(init, str) and init == "auto" and k - 1 < getattr(gate, "K", 1):
+    if isinstance(init, str) and init == "auto" and k - 1 < gate.min_experts:
         # a top-K gate cannot have fewer experts than it selects: k-means starts only
         return _restarts(design, gate, "kmeans", n_init, k, truth, rng, init_scale, *args,
                          accelerate)
@@ -406,9 +406,9 @@ default="kmeans"
             raise ValueError(f"init has {init.k} experts but n_experts = {k}")
     else:
         check_choice(init, "init", INITS)
-        if init == "split" and k - 1 < getattr(gate, "K", 1):
+        if init == "split" and k - 1 < gate.min_experts:
             raise ValueError(f"init='split' grows k = {k} experts from a fit with k - 1 = "
-                             f"{k - 1}, but the gate selects K = {gate.K} experts; use "
+                             f"{k - 1}, but the gate selects K = {gate.min_experts} experts; use "
                              "init='auto' or 'kmeans'")
         if init == "near_truth":
             if truth is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .rates import fit_rate
+from .rates import fit_rate, loss_center
 
 __all__ = ["plot_rates", "rate_table", "plot_sweep", "METRIC_LABELS"]
 
@@ -153,12 +153,7 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
         values = pd.to_numeric(part[metric], errors="coerce")
         grouped = pd.DataFrame({"n": part["n"], "v": values}).groupby("n")["v"]
         ns = np.array(sorted(grouped.groups))
-        if center == "mean":
-            mid = grouped.mean().to_numpy()
-        elif center == "mean_log":
-            mid = grouped.apply(lambda s: np.exp(np.log(s[s > 0]).mean())).to_numpy()
-        else:
-            mid = grouped.median().to_numpy()
+        mid = grouped.apply(lambda s: loss_center(s.to_numpy(), center)).to_numpy()
         if band == "sd":
             sd = grouped.std().fillna(0).to_numpy()
             mean = grouped.mean().to_numpy()

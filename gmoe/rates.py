@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["RateFit", "fit_rate", "CENTERS"]
+__all__ = ["RateFit", "fit_rate", "loss_center", "CENTERS"]
 
 CENTERS = ("median", "mean_log", "mean")
 
@@ -65,7 +65,10 @@ class RateFit:
                 + (f", {self.n_excluded} excluded" if self.n_excluded else "") + ")")
 
 
-def _center(values: np.ndarray, center: str) -> float:
+def loss_center(values, center: str = "median") -> float:
+    """Summary of the finite losses at one n: median, mean, or exp(mean of logs) (NaN if
+    any loss is not positive). The value that :func:`fit_rate` regresses and plots show."""
+    values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     if values.size == 0:
         return np.nan
@@ -134,7 +137,7 @@ def fit_rate(n, loss, center: str = "median", per_replicate: bool = False,
         res = model.fit(cov_type="cluster", cov_kwds={"groups": groups})
         method = "ols-cluster"
     else:
-        centers = np.array([_center(loss[n == s], center) for s in sizes])
+        centers = np.array([loss_center(loss[n == s], center) for s in sizes])
         ok = np.isfinite(centers) & (centers > 0)
         excluded = int(np.sum(~ok))
         if excluded:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -158,8 +159,7 @@ def run_task(cfg: SimConfig, task: Task, x_eval: np.ndarray) -> dict:
 
 
 def sweep_hash(configs: list[SimConfig]) -> str:
-    import hashlib
-
+    """Hash of the sub-sweeps' config hashes, stored in ``sweep.json``."""
     return hashlib.sha256("|".join(c.hash for c in configs).encode()).hexdigest()[:16]
 
 

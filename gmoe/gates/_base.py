@@ -94,6 +94,11 @@ class Gate(ABC):
         free = (k - 1) * (d + 1) if self.shifts_slopes else (k - 1) + k * d
         return free + int(self.has_tau and getattr(self, "learn_tau", False))
 
+    @property
+    def min_experts(self) -> int:
+        """Fewest experts the gate can have (top-K: K)."""
+        return 1
+
     def prepare(self, params: MoEParams) -> MoEParams:
         """Fill gate-specific fields (e.g. tau) of starting parameters; default: as is."""
         return params

@@ -191,6 +191,10 @@ class TopKGate(SmoothGate):
                 "polish_gain": self.polish_gain}
 
     # ------------------------------------------------------------- structure
+    @property
+    def min_experts(self) -> int:
+        return self.K
+
     def _check_k(self, k: int) -> None:
         if self.K > k:
             raise ValueError(f"the top-K gate selects K = {self.K} experts but the parameters "
