@@ -15,7 +15,7 @@ from .losses import (
 )
 from .model import GaussianMoE
 from .params import MoEParams
-from .plots import plot_rates, plot_sweep, rate_table
+from .plots import plot_failures, plot_rates, plot_sweep, rate_table
 from .rates import RateFit, fit_rate
 from .sweep import SweepResult, load_results, run_sweep
 from .xlaws import Grid, Normal, Uniform, make_xlaw
@@ -52,6 +52,7 @@ __all__ = [
     "make_gate",
     "make_xlaw",
     "parameter_errors",
+    "plot_failures",
     "plot_rates",
     "plot_sweep",
     "rate_table",

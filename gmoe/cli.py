@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .rates import CENTERS
+
 __all__ = ["main"]
 
 
@@ -46,14 +48,16 @@ def _write_rates(out_dir: Path, center: str) -> str:
 
 def _format_rates(table) -> str:
     lines = [f"{'sweep':18s} {'metric':14s} {'slope':>8s} {'95% CI':>20s} {'constant':>10s} "
-             f"{'theory':>7s}  agrees"]
+             f"{'theory':>7s}  agrees  failed  capped"]
     for row in table.itertuples():
         ci = f"[{row.ci_low:.3f}, {row.ci_high:.3f}]"
         theory = "" if row.theory != row.theory else f"{row.theory:g}"
         agrees = {True: "yes", False: "NO", None: ""}.get(row.agrees, "")
         label = row.label or "-"
+        capped = "" if row.capped != row.capped else f"{row.capped:.2f}"
         lines.append(f"{label[:18]:18s} {row.metric:14s} {row.slope:8.3f} {ci:>20s} "
-                     f"{row.constant:10.4g} {theory:>7s}  {agrees}")
+                     f"{row.constant:10.4g} {theory:>7s}  {agrees:6s}  {row.failed:6.2f}  "
+                     f"{capped:>6s}".rstrip())
     return "\n".join(lines)
 
 
@@ -155,20 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default results/NAME[-quick])")
     p.add_argument("--no-resume", action="store_true", help="start afresh")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--center", default="median", choices=["median", "mean_log", "mean"])
+    p.add_argument("--center", default="median", choices=list(CENTERS))
     p.add_argument("--backend", default="loky", choices=["loky", "threading", "dask"])
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:port)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("rates", help="print the rate table of a results folder")
     p.add_argument("dir")
-    p.add_argument("--center", default="median", choices=["median", "mean_log", "mean"])
+    p.add_argument("--center", default="median", choices=list(CENTERS))
     p.set_defaults(func=_cmd_rates)
 
     p = sub.add_parser("plot", help="draw the convergence-rate plots of a results folder")
     p.add_argument("dir")
     p.add_argument("--metric", action="append", help="metric to plot (repeatable)")
-    p.add_argument("--center", default="median", choices=["median", "mean_log", "mean"])
+    p.add_argument("--center", default="median", choices=list(CENTERS))
     p.add_argument("--dest", default=None, help="folder for the figures (default: DIR)")
     p.set_defaults(func=_cmd_plot)
 

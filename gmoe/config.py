@@ -31,7 +31,8 @@ METRICS = ("loss", "parameter_errors", "hellinger", "loglik", "n_iter", "converg
 
 _TOP_KEYS = {"name", "description", "seed", "reps", "truth", "x", "fit", "n_grid", "metrics",
              "theory", "loss", "hellinger", "quick", "grid"}
-_FIT_KEYS = {"n_experts", "gate", "init", "init_scale", "n_init", "tol", "max_iter", "stop"}
+_FIT_KEYS = {"n_experts", "gate", "init", "init_scale", "n_init", "tol", "max_iter", "stop",
+             "accelerate"}
 _NGRID_KEYS = {"values", "min", "max", "num", "spacing"}
 _TRUTH_KEYS = {"gate", "beta0", "beta1", "a", "b", "var", "sd", "tau"}
 _LOSS_KEYS = {"kind", "metric", "translation"}
@@ -131,7 +132,18 @@ def _set_dotted(table: dict, dotted: str, value, name: str) -> None:
                               f"{'.'.join(parts[:i + 1])!r} is not a table")
         node[part] = child
         node = child
-    node[parts[-1]] = value
+    if isinstance(value, dict):
+        # a table value sets several keys together: merged into the table it names
+        target = node.get(parts[-1])
+        if isinstance(target, str) and parts[-1] == "gate":
+            target = {"name": target}
+        if not isinstance(target, dict):
+            raise ConfigError(f"{_where(name)}grid key {dotted!r}: a table value needs "
+                              f"{dotted!r} to be a table")
+        value = {k: v for k, v in value.items() if k != "label"}  # names the sub-sweep
+        node[parts[-1]] = {**target, **value}
+    else:
+        node[parts[-1]] = value
 
 
 @dataclass(frozen=True)
@@ -196,6 +208,10 @@ class SimConfig:
         if fit.setdefault("stop", "relative") not in ("relative", "per_sample"):
             raise ConfigError(f"{_where(name)}key 'fit.stop' must be 'relative' or "
                               f"'per_sample', got {fit['stop']!r}")
+        # not defaulted into the table, so configs without it keep their hash
+        if not isinstance(fit.get("accelerate", False), bool):
+            raise ConfigError(f"{_where(name)}key 'fit.accelerate' must be true or false, "
+                              f"got {fit['accelerate']!r}")
         _n_values(_require_table(data["n_grid"], "n_grid", name), name)
         metrics = data.setdefault("metrics", ["loss", "parameter_errors", "hellinger",
                                               "loglik", "n_iter", "converged", "seconds"])
@@ -286,6 +302,14 @@ class SimConfig:
         return {"label": self.label, "hash": self.hash, **copy.deepcopy(self.raw)}
 
 
+def _label_part(key: str, value) -> str:
+    if isinstance(value, dict):
+        if "label" in value:
+            return str(value["label"])
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return f"{key.split('.')[-1]}={value}"
+
+
 def expand(data: dict, quick: bool = False) -> list[SimConfig]:
     """Apply ``[quick]`` (if asked) and expand ``[grid]`` into one SimConfig per combination."""
     data = copy.deepcopy(data)
@@ -316,7 +340,7 @@ def expand(data: dict, quick: bool = False) -> list[SimConfig]:
         sub = copy.deepcopy(data)
         for key, value in zip(keys, combo, strict=True):
             _set_dotted(sub, key, value, name)
-        label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, combo, strict=True))
+        label = ", ".join(_label_part(k, v) for k, v in zip(keys, combo, strict=True))
         out.append(SimConfig.from_dict(sub, label=label))
     return out
 

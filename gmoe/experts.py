@@ -60,21 +60,29 @@ def experts_m_step(design: Design, resp_T: np.ndarray, a_old, b_old, var_floor: 
     h = sums[:, p * p:]
     nk = G[:, -1, -1]  # sum of responsibilities (z has a constant 1 last)
     coef = np.column_stack([a_old, b_old])
-    degenerate = np.zeros(k, dtype=bool)
-    for i in range(k):
-        scale = np.trace(G[i]) / p
-        if not (nk[i] > 0 and scale > 0):
-            degenerate[i] = True
-            continue
-        try:
-            sol = np.linalg.solve(G[i] + (1e-13 * scale) * np.eye(p), h[i])
-        except np.linalg.LinAlgError:
-            degenerate[i] = True
-            continue
-        if np.all(np.isfinite(sol)):
-            coef[i] = sol
-        else:
-            degenerate[i] = True
+    scale = np.einsum("kii->k", G) / p
+    usable = (nk > 0) & (scale > 0)
+    A = G[usable]
+    A[:, np.arange(p), np.arange(p)] += (1e-13 * scale[usable])[:, None]
+    try:
+        # one batched solve for every usable expert (no Python loop over experts)
+        sols = np.linalg.solve(A, h[usable][:, :, None])[:, :, 0]
+        solved = np.ones(len(A), dtype=bool)
+    except np.linalg.LinAlgError:
+        # some system is singular: solve one by one to find it
+        sols = np.zeros((len(A), p))
+        solved = np.zeros(len(A), dtype=bool)
+        for row, (Ai, hi) in enumerate(zip(A, h[usable], strict=True)):
+            try:
+                sols[row] = np.linalg.solve(Ai, hi)
+                solved[row] = True
+            except np.linalg.LinAlgError:
+                pass
+    solved &= np.isfinite(sols).all(axis=1)
+    idx = np.flatnonzero(usable)
+    coef[idx[solved]] = sols[solved]
+    degenerate = np.ones(k, dtype=bool)
+    degenerate[idx[solved]] = False
     resid = coef @ design.ZT
     np.subtract(design.y, resid, out=resid)
     sq = np.square(resid, out=resid)

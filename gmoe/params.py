@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,9 @@ def _as_array(value, name: str, shape: tuple[int, ...]) -> np.ndarray:
     if arr.shape != shape:
         raise ValueError(f"The parameter '{name}' should have the shape of {shape}, "
                          f"but got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    # a NaN or inf makes the sum non-finite; only then (or on overflow) look closer.
+    # Parameters are built a few times per EM iteration, so this check is kept cheap.
+    if not math.isfinite(arr.sum()) and not np.isfinite(arr).all():
         raise ValueError(f"The parameter '{name}' contains NaN or inf")
     arr.setflags(write=False)
     return arr
@@ -87,7 +90,7 @@ class MoEParams:
         object.__setattr__(self, "a", _as_array(a, "a", (k, d)))
         object.__setattr__(self, "b", _as_array(self.b, "b", (k,)))
         var = _as_array(self.var, "var", (k,))
-        if np.any(var <= 0):
+        if var.min() <= 0:
             raise ValueError(f"The parameter 'var' must be > 0 (variances), but got {var}")
         object.__setattr__(self, "var", var)
         if self.tau is not None:

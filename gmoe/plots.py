@@ -10,7 +10,7 @@ import numpy as np
 
 from .rates import fit_rate, loss_center
 
-__all__ = ["plot_rates", "rate_table", "plot_sweep", "METRIC_LABELS"]
+__all__ = ["plot_rates", "plot_failures", "rate_table", "plot_sweep", "METRIC_LABELS"]
 
 METRIC_LABELS = {
     "loss": "Voronoi loss",
@@ -55,6 +55,13 @@ def _theories(meta: dict) -> dict:
     return dict(configs[0].get("theory", {})) if configs else {}
 
 
+def _share(df, column: str, test) -> float:
+    """Share of the rows whose ``column`` passes ``test`` (NaN if the column is absent)."""
+    if column not in df.columns or len(df) == 0:
+        return np.nan
+    return float(np.mean(test(df[column]).to_numpy(dtype=bool)))
+
+
 def rate_table(results, metrics=None, center: str = "median", theory: dict | None = None,
                tolerance: float = 0.05):
     """One row per (sub-sweep, metric): slope, 95% CI, constant, R^2, theory, agreement.
@@ -69,9 +76,18 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
     results : DataFrame or path of a sweep folder
     metrics : list of str, optional
         Default: ``loss``, ``hellinger`` and every metric with a theoretical slope.
-    center : {"median", "mean_log", "mean"}
+    center : {"median", "mean_log", "mean", "q90"}
     theory : dict, optional
         Theoretical slopes by metric (default: the config's ``[theory]``).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``sub, label, metric, theory, slope, ci_low, ci_high, constant, r2,
+        n_points, note, in_ci, agrees``, plus ``failed`` (the share of the sub-sweep's
+        fits that did not succeed, e.g. a degenerate variance) and ``capped`` (for the
+        loss: the share of losses at the translation infimum's cap, see
+        :func:`gmoe.losses.voronoi_loss`).
     """
     import pandas as pd
 
@@ -86,7 +102,10 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
                 continue
             values = pd.to_numeric(part[metric], errors="coerce").to_numpy(dtype=float)
             row = {"sub": sub, "label": label if isinstance(label, str) else "",
-                   "metric": metric, "theory": theory.get(metric, np.nan)}
+                   "metric": metric, "theory": theory.get(metric, np.nan),
+                   "failed": _share(part, "status", lambda s: s != "ok"),
+                   "capped": (_share(part, "loss_saturated", lambda s: s == True)  # noqa: E712
+                              if metric == "loss" else np.nan)}
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
@@ -117,7 +136,7 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
     results : DataFrame or path of a sweep folder
     metric : str
         Column of the results (``loss``, ``hellinger``, ``beta1_size2``, ...).
-    center : {"median", "mean_log", "mean"}, default="median"
+    center : {"median", "mean_log", "mean", "q90"}, default="median"
         The per-n summary that is plotted and fitted.
     band : {"quantile", "sd"}, default="quantile"
         Error bars: the 10%-90% quantiles over replications, or the mean +- 2
@@ -197,6 +216,58 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
     return fig
 
 
+def plot_failures(results, ax=None, title: str | None = None):
+    """Share of failed fits and of capped losses against n, one colour per sub-sweep.
+
+    A fit fails when it does not succeed (e.g. it ends at the variance floor: a
+    degenerate variance). A loss is capped when the translation infimum sends the
+    fitted weights to zero (see :func:`gmoe.losses.voronoi_loss`): the fit is then no
+    closer to the truth than the empty measure. Medians hide both; this plot shows
+    whether they vanish as n grows.
+
+    Parameters
+    ----------
+    results : DataFrame or path of a sweep folder
+    ax : matplotlib Axes, optional
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    df, meta = _load(results)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    else:
+        fig = ax.figure
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for idx, ((_sub, label), part) in enumerate(df.groupby(["sub", "label"], sort=True,
+                                                         dropna=False)):
+        color = colors[idx % len(colors)]
+        name = label if isinstance(label, str) and label else "fits"
+        by_n = part.groupby("n")
+        ns = np.array(sorted(by_n.groups))
+        failed = by_n.apply(lambda p: _share(p, "status", lambda s: s != "ok")).to_numpy()
+        ax.plot(ns, failed, "o-", ms=3.5, color=color, label=f"{name}: failed fits")
+        if "loss_saturated" in part.columns:
+            capped = by_n.apply(lambda p: _share(p, "loss_saturated",
+                                                 lambda s: s == True)).to_numpy()  # noqa: E712
+            ax.plot(ns, capped, "s--", ms=3, color=color, alpha=0.7,
+                    label=f"{name}: capped losses")
+    ax.set_xscale("log")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("sample size n")
+    ax.set_ylabel("share of replications")
+    name = meta.get("configs", [{}])[0].get("name", "") if meta else ""
+    ax.set_title(title if title is not None else f"{name}: failed fits and capped losses")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def default_metrics(df, theory: dict) -> list[str]:
     """Metrics worth a plot: the losses, and every metric with a theoretical slope."""
     wanted = ["loss", "hellinger", *theory]
@@ -205,7 +276,11 @@ def default_metrics(df, theory: dict) -> list[str]:
 
 def plot_sweep(out_dir, metrics=None, center: str = "median", formats=("png", "pdf"),
                dest=None) -> list[Path]:
-    """Draw and save one figure per metric of a sweep folder; returns the files written."""
+    """Draw and save one figure per metric of a sweep folder; returns the files written.
+
+    With the default metrics, a sweep in which some fits failed or some losses were
+    capped also gets ``NAME_failures`` (see :func:`plot_failures`).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -213,6 +288,7 @@ def plot_sweep(out_dir, metrics=None, center: str = "median", formats=("png", "p
 
     df, meta = _load(out_dir)
     theory = _theories(meta)
+    metrics_given = metrics
     metrics = default_metrics(df, theory) if metrics is None else metrics
     dest = Path(out_dir) if dest is None else Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -228,4 +304,17 @@ def plot_sweep(out_dir, metrics=None, center: str = "median", formats=("png", "p
             fig.savefig(path, dpi=130)
             written.append(path)
         plt.close(fig)
+    if metrics_given is None and _any_failed_or_capped(df):
+        fig = plot_failures(df, title=f"{name}: failed fits and capped losses")
+        for fmt in formats:
+            path = dest / f"{name}_failures.{fmt}"
+            fig.savefig(path, dpi=130)
+            written.append(path)
+        plt.close(fig)
     return written
+
+
+def _any_failed_or_capped(df) -> bool:
+    failed = "status" in df.columns and bool((df["status"] != "ok").any())
+    capped = "loss_saturated" in df.columns and bool((df["loss_saturated"] == True).any())  # noqa: E712
+    return failed or capped

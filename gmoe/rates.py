@@ -9,7 +9,7 @@ import numpy as np
 
 __all__ = ["RateFit", "fit_rate", "loss_center", "CENTERS"]
 
-CENTERS = ("median", "mean_log", "mean")
+CENTERS = ("median", "mean_log", "mean", "q90")
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,9 @@ class RateFit:
 
 
 def loss_center(values, center: str = "median") -> float:
-    """Summary of the finite losses at one n: median, mean, or exp(mean of logs) (NaN if
-    any loss is not positive). The value that :func:`fit_rate` regresses and plots show."""
+    """Summary of the finite losses at one n: median, mean, 90% quantile ("q90"), or
+    exp(mean of logs) ("mean_log", NaN if any loss is not positive). The value that
+    :func:`fit_rate` regresses and plots show."""
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     if values.size == 0:
@@ -76,6 +77,8 @@ def loss_center(values, center: str = "median") -> float:
         return float(np.median(values))
     if center == "mean":
         return float(np.mean(values))
+    if center == "q90":
+        return float(np.quantile(values, 0.9))
     positive = values[values > 0]
     return float(np.exp(np.mean(np.log(positive)))) if positive.size == values.size else np.nan
 
@@ -90,10 +93,11 @@ def fit_rate(n, loss, center: str = "median", per_replicate: bool = False,
         Sample size of each observation (repeated over replications).
     loss : array-like of shape (m,)
         Loss of each observation. Non-finite values (failed tasks) are ignored.
-    center : {"median", "mean_log", "mean"}, default="median"
+    center : {"median", "mean_log", "mean", "q90"}, default="median"
         How replications at one n are summarised before the regression. The median
         (or the mean of logs) is robust to the occasional failed fit whose loss is
-        huge; the mean is not.
+        huge; the mean is not. The 90% quantile ("q90") follows the bad tail: it
+        shows whether the worst fits converge too.
     per_replicate : bool, default=False
         Regress every replicate point's log-loss instead of the centres, with
         standard errors clustered by n.

@@ -145,7 +145,8 @@ def run_task(cfg: SimConfig, task: Task, x_eval: np.ndarray) -> dict:
                          n_init=fit_cfg["n_init"], tol=fit_cfg["tol"],
                          max_iter=fit_cfg["max_iter"], rng=np.random.default_rng(fit_seed),
                          truth=cfg.truth_params, stop=fit_cfg["stop"],
-                         init_scale=fit_cfg["init_scale"], warn=False)
+                         init_scale=fit_cfg["init_scale"],
+                         accelerate=fit_cfg.get("accelerate", False), warn=False)
             record["fit_seconds"] = fit.seconds
             record.update(compute_metrics(cfg, fit, truth, X, y, x_eval))
             record["params"] = fit.params.to_dict()

@@ -38,6 +38,30 @@ def test_grid_expands_into_labelled_sub_sweeps_with_distinct_hashes():
     assert [c.loss_kind for c in cfgs] == ["exact", "over", "over"]
 
 
+def test_grid_of_tables_sets_keys_together_under_its_label():
+    data = base()
+    data["grid"] = {"fit": [{"label": "loose", "stop": "relative", "tol": 1e-6},
+                            {"stop": "per_sample", "tol": 1e-9, "accelerate": True}]}
+    loose, tight = expand(data)
+    assert loose.label == "loose" and "label" not in loose.fit
+    assert (loose.fit["stop"], loose.fit["tol"], loose.fit.get("accelerate")) == (
+        "relative", 1e-6, None)
+    assert (tight.fit["stop"], tight.fit["tol"], tight.fit["accelerate"]) == (
+        "per_sample", 1e-9, True)
+    assert tight.label == "stop=per_sample, tol=1e-09, accelerate=True"
+    # the other fit keys are kept, not replaced
+    assert loose.fit["n_experts"] == tight.fit["n_experts"] == base()["fit"]["n_experts"]
+    bad = base()
+    bad["grid"] = {"fit": [{"stop": "sideways"}]}
+    with pytest.raises(ConfigError, match="fit.stop"):
+        expand(bad)
+
+
+def test_accelerate_is_not_defaulted_into_the_table():
+    # configs written before the key existed keep their hash (and their results)
+    assert "accelerate" not in expand(base())[0].fit
+
+
 def test_description_does_not_change_the_hash():
     a = base()
     b = base()
@@ -53,6 +77,7 @@ def test_description_does_not_change_the_hash():
     (lambda d: d["fit"].update(tol="small"), "key 'fit.tol' must be a finite number"),
     (lambda d: d["fit"].update(init="nearby"), "key 'fit.init'"),
     (lambda d: d["fit"].update(learning_rate=1), "unknown key 'fit.learning_rate'"),
+    (lambda d: d["fit"].update(accelerate="yes"), "key 'fit.accelerate' must be true or false"),
     (lambda d: d["n_grid"].update(spacing="cubic"), "key 'n_grid.spacing'"),
     (lambda d: d["n_grid"].pop("num"), "key 'n_grid.num' is missing"),
     (lambda d: d["truth"].update(sd=[0.3, -0.4]), "key 'truth'.*'sd' must be finite and > 0"),

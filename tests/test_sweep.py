@@ -162,3 +162,43 @@ def test_rate_table_agreement_allows_log_factors_but_not_wrong_rates():
     rows = table.set_index("metric")
     assert not rows.loc["close", "in_ci"] and rows.loc["close", "agrees"]
     assert not rows.loc["wrong", "agrees"]
+
+
+def test_rate_table_counts_failed_fits_and_capped_losses_and_plots_them(tmp_path):
+    import pandas as pd
+
+    from gmoe.plots import plot_failures, plot_sweep, rate_table
+
+    n = np.repeat([100, 1000, 10000, 100000], 4)
+    status = np.where(np.arange(n.size) % 4 == 0, "failed", "ok")  # 1 in 4 fails
+    capped = np.arange(n.size) < 6
+    df = pd.DataFrame({"sub": 0, "label": "", "n": n, "loss": n**-0.5,
+                       "hellinger": n**-0.5, "status": status, "loss_saturated": capped})
+    rows = rate_table(df, metrics=["loss", "hellinger"], theory={}).set_index("metric")
+    assert rows.loc["loss", "failed"] == pytest.approx(0.25)
+    assert rows.loc["loss", "capped"] == pytest.approx(6 / 16)
+    assert np.isnan(rows.loc["hellinger", "capped"])
+    fig = plot_failures(df)
+    failed_line, capped_line = fig.axes[0].get_lines()[:2]
+    np.testing.assert_allclose(failed_line.get_ydata(), [0.25] * 4)
+    np.testing.assert_allclose(capped_line.get_ydata(), [1, 0.5, 0, 0])
+    # a real sweep without failures or caps gets no failures figure
+    run_sweep(small_config(), tmp_path / "run", n_jobs=1, progress=False)
+    files = plot_sweep(tmp_path / "run", formats=("png",))
+    clean = load_results(tmp_path / "run")
+    has_bad = (clean["status"] != "ok").any() or clean["loss_saturated"].any()
+    assert any("_failures" in f.name for f in files) == bool(has_bad)
+
+
+def test_q90_center_follows_the_bad_tail():
+    from gmoe.rates import fit_rate, loss_center
+
+    values = np.arange(1.0, 11.0)
+    assert loss_center(values, "q90") == pytest.approx(np.quantile(values, 0.9))
+    n = np.repeat(np.geomspace(100, 1e5, 8).round(), 10)
+    loss = n**-0.5
+    bad = np.arange(n.size) % 10 == 0  # one stuck fit in ten at every n
+    loss = np.where(bad, 0.3, loss)
+    loss[np.arange(n.size) % 10 == 1] = 0.3
+    assert fit_rate(n, loss).slope == pytest.approx(-0.5, abs=1e-9)
+    assert fit_rate(n, loss, center="q90").slope > -0.1

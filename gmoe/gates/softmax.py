@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
+from scipy.linalg.lapack import dposv as _posv
 
 from .._design import Design
 from .._validation import check_positive_float, check_positive_int
@@ -51,13 +51,21 @@ def logit_gram(P: np.ndarray, zz: np.ndarray, p: int) -> np.ndarray:
 
 
 def newton_solve(H: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Solve ``H delta = g`` for a positive semi-definite H, with a tiny ridge if singular."""
-    ridge = 1e-12 * max(np.trace(H) / H.shape[0], 1e-300)
+    """Solve ``H delta = g`` for a positive semi-definite H, with a tiny ridge if singular.
+
+    Calls LAPACK's Cholesky solver (posv) directly: the matrices are tiny and this runs
+    a few times per EM iteration, where ``scipy.linalg.solve``'s checks cost 15x more.
+    """
+    m = H.shape[0]
+    diag = H.diagonal()
+    ridge = 1e-12 * max(float(diag.sum()) / m, 1e-300)
+    A = H.copy()
     for _ in range(8):
-        try:
-            return scipy.linalg.solve(H + ridge * np.eye(H.shape[0]), g, assume_a="pos")
-        except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-            ridge *= 1e3
+        A.flat[:: m + 1] = diag + ridge
+        _, x, info = _posv(A, g, lower=False, overwrite_a=False, overwrite_b=False)
+        if info == 0 and np.isfinite(x).all():
+            return x
+        ridge *= 1e3
     return np.linalg.lstsq(H, g, rcond=None)[0]
 
 
