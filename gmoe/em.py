@@ -187,14 +187,19 @@ class _EMSteps:
         return params, log_w, log_phi
 
 
+_SQUAREM_STEP_FACTOR = 4.0
+
+
 def _run_em(design: Design, gate: Gate, params: MoEParams, tol: float, max_iter: int,
             stop: str, var_floor: float, accelerate: bool = False) -> dict:
     """One EM run from ``params``; never raises on numerical failure.
 
-    With ``accelerate``, SQUAREM (Varadhan & Roland 2008, scheme S3) extrapolates
-    from two EM steps ``theta0 -> theta1 -> theta2``; the jump is kept only when its
+    With ``accelerate``, SQUAREM (Varadhan & Roland 2008, scheme S3, with the step
+    bound of the R package SQUAREM: it starts at 1 and is multiplied by 4 whenever it
+    binds) extrapolates from two EM steps ``theta0 -> theta1 -> theta2`` and takes one
+    EM step from the extrapolated point. That point is kept only when its
     log-likelihood is not below the last evaluated EM iterate, otherwise the plain EM
-    point ``theta2`` is used, so the trace never decreases.
+    point ``theta2`` is used, so the trace never decreases. Iterations count M-steps.
     """
     steps = _EMSteps(design, gate, var_floor)
     params = gate.normal_form(params)
@@ -204,6 +209,7 @@ def _run_em(design: Design, gate: Gate, params: MoEParams, tol: float, max_iter:
     reason, converged, stopped_by = None, False, "max_iter"
     n = design.n
     n_msteps = 0
+    step_max = 1.0  # SQUAREM's bound on the extrapolation length, adapted as it goes
 
     def record(ll: float) -> bool:
         """Append ll; True when the stopping rule is met."""
@@ -242,29 +248,34 @@ def _run_em(design: Design, gate: Gate, params: MoEParams, tol: float, max_iter:
             break
         params2, log_w2, log_phi2 = steps.m_step(params1, resp1, log_w1)
         n_msteps += 1
-        accepted = False
         t0, t1, t2 = _pack(params), _pack(params1), _pack(params2)
         r, v = t1 - t0, t2 - 2 * t1 + t0
         nv = float(np.linalg.norm(v))
-        alpha = -float(np.linalg.norm(r)) / nv if nv > 0 else -1.0
-        # try the jump, halving its distance to the plain EM point (alpha = -1) a
-        # few times before falling back to that point
-        for _ in range(3):
-            if not (alpha < -1.0 and np.isfinite(alpha)):
-                break
+        alpha = float(np.linalg.norm(r)) / nv if nv > 0 else 1.0
+        alpha = min(max(alpha, 1.0), step_max) if np.isfinite(alpha) else 1.0
+        accepted = False
+        extrapolate = alpha > 1.01 and n_msteps < max_iter
+        if extrapolate:
             try:
-                jump = gate.normal_form(_unpack(t0 - 2 * alpha * r + alpha**2 * v, params))
+                jump = gate.normal_form(_unpack(t0 + 2 * alpha * r + alpha**2 * v, params))
                 jump = jump.replace(var=np.maximum(jump.var, var_floor))
             except ValueError:  # non-finite extrapolation
                 jump = None
             if jump is not None:
                 lw_j, lp_j = steps.evaluate(jump)
                 ll_j, resp_j = steps.e_step(lw_j, lp_j)
-                if np.isfinite(ll_j) and ll_j >= ll1:
-                    params, log_w, log_phi, ll, resp = jump, lw_j, lp_j, ll_j, resp_j
-                    accepted = True
-                    break
-            alpha = (alpha - 1.0) / 2
+                if np.isfinite(ll_j):
+                    # one EM step from the jump stabilises it (SQUAREM's "mstep")
+                    params_s, lw_s, lp_s = steps.m_step(jump, resp_j, lw_j)
+                    n_msteps += 1
+                    ll_s, resp_s = steps.e_step(lw_s, lp_s)
+                    if np.isfinite(ll_s) and ll_s >= ll1:
+                        params, log_w, log_phi, ll, resp = params_s, lw_s, lp_s, ll_s, resp_s
+                        accepted = True
+        if extrapolate and not accepted:
+            step_max = max(1.0, step_max / _SQUAREM_STEP_FACTOR)
+        elif alpha >= step_max:  # the bound held the step back: let it grow
+            step_max *= _SQUAREM_STEP_FACTOR
         if not accepted:
             params, log_w, log_phi = params2, log_w2, log_phi2
             ll, resp = steps.e_step(log_w, log_phi)
