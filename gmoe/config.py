@@ -27,7 +27,8 @@ from .xlaws import make_xlaw
 __all__ = ["SimConfig", "load_config", "list_configs", "ConfigError", "METRICS"]
 
 #: Metrics a sweep can record.
-METRICS = ("loss", "parameter_errors", "hellinger", "loglik", "n_iter", "converged", "seconds")
+METRICS = ("loss", "loss_mass", "parameter_errors", "hellinger", "loglik", "n_iter", "converged",
+           "seconds")
 
 _TOP_KEYS = {"name", "description", "seed", "reps", "truth", "x", "fit", "n_grid", "metrics",
              "theory", "loss", "hellinger", "quick", "grid"}

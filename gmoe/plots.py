@@ -20,8 +20,9 @@ METRIC_LABELS = {
 
 
 def _metric_label(metric: str, kind: str | None = None) -> str:
-    if metric == "loss" and kind:
-        return {"exact": "Voronoi loss D1", "over": "Voronoi loss D2"}.get(kind, "Voronoi loss")
+    if metric in ("loss", "loss_mass") and kind:
+        label = {"exact": "Voronoi loss D1", "over": "Voronoi loss D2"}.get(kind, "Voronoi loss")
+        return label + (" (t0 by total mass)" if metric == "loss_mass" else "")
     if metric in METRIC_LABELS:
         return METRIC_LABELS[metric]
     for param in ("weight", "beta1", "a", "b", "var"):
@@ -94,7 +95,8 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
     df, meta = _load(results)
     theory = _theories(meta) if theory is None else theory
     if metrics is None:
-        metrics = [m for m in dict.fromkeys(["loss", "hellinger", *theory]) if m in df.columns]
+        metrics = [m for m in dict.fromkeys(["loss", "loss_mass", "hellinger", *theory])
+                   if m in df.columns]
     rows = []
     for (sub, label), part in df.groupby(["sub", "label"], sort=True, dropna=False):
         for metric in metrics:
@@ -270,7 +272,7 @@ def plot_failures(results, ax=None, title: str | None = None):
 
 def default_metrics(df, theory: dict) -> list[str]:
     """Metrics worth a plot: the losses, and every metric with a theoretical slope."""
-    wanted = ["loss", "hellinger", *theory]
+    wanted = ["loss", "loss_mass", "hellinger", *theory]
     return [m for m in dict.fromkeys(wanted) if m in df.columns and df[m].notna().any()]
 
 

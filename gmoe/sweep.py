@@ -110,6 +110,14 @@ def compute_metrics(cfg: SimConfig, fit, truth_model: GaussianMoE, X, y,
                 out["parameter_errors"] = parameter_errors(
                     fitted, truth_model, shift=loss, metric=cfg.raw["loss"]["metric"],
                     kind=cfg.loss_kind).to_dict()
+    if "loss_mass" in metrics:
+        # the same loss with t0 pinned by the total mass: no cap (see voronoi_loss)
+        try:
+            out["loss_mass"] = voronoi_loss(fitted, truth_model, kind=cfg.loss_kind,
+                                            metric=cfg.raw["loss"]["metric"],
+                                            translation="mass").value
+        except (ValueError, ArithmeticError) as exc:
+            errors["loss_mass"] = str(exc)
     if "hellinger" in metrics:
         try:
             out["hellinger"] = hellinger(fitted, truth_model, x_eval)
