@@ -15,8 +15,9 @@ the k-means labels that ``fit_em(init="kmeans", rng=seed)`` draws for its first
 restart are computed here with the same seed and passed to flexmix as its initial
 posterior, smoothed exactly as gmoe smooths them ((1 - s) onehot + s / k, s =
 0.05). So flexmix and gmoe's n_init = 1 fit start from the same responsibilities;
-gmoe's n_init = 5 fit (the MoERegressor default) adds four more k-means restarts
-and keeps the best. ``--flexmix-init random`` uses flexmix's own default (random
+gmoe's n_init = 5 fit adds four more k-means restarts and keeps the best; gmoe's
+default (``ga``, MoERegressor's ``init="auto", n_init=5``) adds to those the starts
+grown from the (k-1)-expert fit. ``--flexmix-init random`` uses flexmix's own default (random
 hard assignment) instead.
 
 Times: flexmix, the elapsed time of the ``flexmix()`` call inside R (data already
@@ -146,6 +147,9 @@ def benchmark(ns, reps, init, workdir: Path) -> list[dict]:
                 # EM alone from the same start (k-means excluded, as it is for flexmix)
                 gem, sem = timed_fit(X, y, k, 1, None, start_from_labels(X, y, labels[k], k))
                 g5, s5 = timed_fit(X, y, k, 5, fit_seeds[k])
+                # MoERegressor's default: k-means restarts plus starts grown from the
+                # (k-1)-expert fit, so k experts never end below k - 1
+                ga, sa = timed_fit(X, y, k, 5, fit_seeds[k], init="auto")
                 row = {"n": n, "rep": rep, "k": k, "fm_seconds": fm["seconds"],
                        "fm_failed": bool(fm.get("failed", 1))}
                 if not row["fm_failed"]:
@@ -160,7 +164,8 @@ def benchmark(ns, reps, init, workdir: Path) -> list[dict]:
                            g5_seconds=s5, g5_iter=g5.n_iter, g5_loglik=g5.loglik,
                            g5_converged=g5.converged, g5_reason=g5.reason,
                            g5_restart_logliks=[float(v) for v in g5.restart_logliks],
-                           g5_best_restart=g5.best_restart)
+                           g5_best_restart=g5.best_restart,
+                           ga_seconds=sa, ga_iter=ga.n_iter, ga_loglik=ga.loglik)
                 rows.append(row)
                 print(_row_line(row), flush=True)
     return rows
@@ -180,12 +185,16 @@ COLUMNS = [
     ("x em", 6, ".1f", lambda r: r["fm_seconds"] / r["gem_seconds"]),
     ("x g1", 6, ".1f", lambda r: r["fm_seconds"] / r["g1_seconds"]),
     ("x g5", 6, ".1f", lambda r: r["fm_seconds"] / r["g5_seconds"]),
+    ("ga s", 7, ".3f", lambda r: r.get("ga_seconds", np.nan)),
+    ("x ga", 6, ".1f", lambda r: r["fm_seconds"] / r.get("ga_seconds", np.nan)),
     ("(g1-fm)/n", 9, ".1e", lambda r: (r["g1_loglik"] - r["fm_loglik"]) / r["n"]),
     ("(g5-fm)/n", 9, ".1e", lambda r: (r["g5_loglik"] - r["fm_loglik"]) / r["n"]),
+    ("(ga-fm)/n", 9, ".1e", lambda r: (r.get("ga_loglik", np.nan) - r["fm_loglik"]) / r["n"]),
 ]
 LEGEND = ("fm = flexmix; em = gmoe EM alone from the smoothed k-means labels (flexmix's start "
           "under --flexmix-init kmeans), k-means time excluded; g1 = gmoe "
           "fit_em(init='kmeans', n_init=1) incl. k-means; g5 = the same with n_init=5; "
+          "ga = gmoe's default (MoERegressor: init='auto', n_init=5); "
           "s = seconds, it = iterations (g5: of the best restart); x = flexmix time / gmoe "
           "time")
 
@@ -244,8 +253,13 @@ def summarize(rows: list[dict]) -> tuple[str, bool]:
                 r["fm_seconds"] / r["g5_seconds"] >= 20 for r in sel)
             checks[f"n = {nbig}, k = {k}: gmoe(n_init=5) loglik >= flexmix - 1e-6 n"] = all(
                 r["g5_loglik"] >= r["fm_loglik"] - 1e-6 * r["n"] for r in sel)
+            if all("ga_seconds" in r for r in sel):
+                checks[f"n = {nbig}, k = {k}: gmoe default >= 20x faster (every rep)"] = all(
+                    r["fm_seconds"] / r["ga_seconds"] >= 20 for r in sel)
+                checks[f"n = {nbig}, k = {k}: gmoe default loglik >= flexmix - 1e-6 n"] = all(
+                    r["ga_loglik"] >= r["fm_loglik"] - 1e-6 * r["n"] for r in sel)
     out += ["", "Over-specified (k = 3) fit below the exact (k = 2) fit on the same data:"]
-    fm_below = g1_below = g5_below = total = 0
+    fm_below = g1_below = g5_below = ga_below = total = 0
     for n in sorted({r["n"] for r in rows}):
         for rep in sorted({r["rep"] for r in rows if r["n"] == n}):
             pair = {r["k"]: r for r in rows if r["n"] == n and r["rep"] == rep}
@@ -265,9 +279,13 @@ def summarize(rows: list[dict]) -> tuple[str, bool]:
                 g5_below += 1
                 out.append(f"  gmoe n_init=5 n = {n} rep {rep}: k=3 {p3['g5_loglik']:.4f} < "
                            f"k=2 {p2['g5_loglik']:.4f}")
+            if "ga_loglik" in p3 and p3["ga_loglik"] < p2["ga_loglik"]:
+                ga_below += 1
+                out.append(f"  gmoe default n = {n} rep {rep}: k=3 {p3['ga_loglik']:.4f} < "
+                           f"k=2 {p2['ga_loglik']:.4f}")
     out.append(f"  flexmix: {fm_below}/{total} data sets; gmoe n_init=1: {g1_below}/{total}; "
-               f"gmoe n_init=5: {g5_below}/{total}")
-    checks["gmoe n_init=5: k=3 never below k=2"] = g5_below == 0
+               f"gmoe n_init=5: {g5_below}/{total}; gmoe default: {ga_below}/{total}")
+    checks["gmoe default (init='auto', n_init=5): k=3 never below k=2"] = ga_below == 0
     out += ["", "Checks:"] + [f"  [{'PASS' if v else 'FAIL'}] {name}" for name, v in checks.items()]
     return "\n".join(out), all(checks.values())
 
@@ -280,7 +298,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.8))
     styles = {"fm": ("flexmix", "o", "-"), "gem": ("gmoe EM alone", "D", ":"),
-              "g1": ("gmoe, n_init=1", "s", "--"), "g5": ("gmoe, n_init=5", "^", "-")}
+              "g1": ("gmoe, n_init=1", "s", "--"), "g5": ("gmoe, n_init=5", "^", "-"),
+              "ga": ("gmoe default (auto)", "v", "-.")}
     colors = {2: "tab:blue", 3: "tab:red"}
     ok = [r for r in rows if not r["fm_failed"]]
 
@@ -296,7 +315,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
     for k in KS:
         for who, (label, marker, ls) in styles.items():
-            draw(ax, who, k, lambda r, who=who: r[f"{who}_seconds"], label, marker, ls)
+            if all(f"{who}_seconds" in r for r in ok):
+                draw(ax, who, k, lambda r, who=who: r[f"{who}_seconds"], label, marker, ls)
         for who in ("fm", "gem"):
             label, marker, ls = styles[who]
             draw(ax2, who, k, lambda r, who=who: r[f"{who}_seconds"] / max(r[f"{who}_iter"], 1),
