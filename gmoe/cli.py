@@ -86,7 +86,14 @@ def _cmd_rates(args) -> int:
     out = Path(args.dir)
     if not _has_results(out):
         raise CLIError(f"gmoe rates: no results.jsonl in {out}")
-    print(_format_rates(rate_table(out, center=args.center)))
+    if args.metric:
+        from .sweep import load_results
+
+        columns = set(load_results(out).columns)
+        missing = [m for m in args.metric if m not in columns]
+        if missing:
+            raise CLIError(f"gmoe rates: no metric {missing[0]!r} in {out}")
+    print(_format_rates(rate_table(out, metrics=args.metric or None, center=args.center)))
     return 0
 
 
@@ -166,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rates", help="print the rate table of a results folder")
     p.add_argument("dir")
+    p.add_argument("--metric", action="append",
+                   help="metric to fit (repeatable; default: the losses and the config's "
+                        "[theory] metrics)")
     p.add_argument("--center", default="median", choices=list(CENTERS))
     p.set_defaults(func=_cmd_rates)
 

@@ -535,6 +535,13 @@ class ParameterErrors:
         ``|dvar_ij|`` over the cell; NaN for an empty cell.
     tau_error : float or None
         ``|tau - tau*|`` when both carry a temperature.
+    heavy, light : dict of str to ndarray of shape (k*,)
+        In cells of two or more atoms, the same four errors of the cell's heaviest and
+        of its lightest atom (by gate weight); NaN for cells of fewer than two atoms.
+        The theory's slow rates concern atoms whose weight stays bounded away from 0;
+        the maximum over the cell mixes them with an atom whose weight may be vanishing.
+    light_share : ndarray of shape (k*,)
+        The lightest atom's share of its cell's weight (NaN for cells of fewer than two).
     """
 
     shift: np.ndarray
@@ -545,8 +552,12 @@ class ParameterErrors:
     b: np.ndarray
     var: np.ndarray
     tau_error: float | None
+    heavy: dict | None = None
+    light: dict | None = None
+    light_share: np.ndarray | None = None
 
     _FIELDS = ("weight_error", "beta1", "a", "b", "var")
+    _PARAMS = ("beta1", "a", "b", "var")
 
     @property
     def cell_sizes(self) -> np.ndarray:
@@ -561,6 +572,10 @@ class ParameterErrors:
             rec = {"atom": j, "cell": list(cell), "cell_size": len(cell)}
             for name in self._FIELDS:
                 rec[name] = _jsonable(float(getattr(self, name)[j]))
+            if self.light_share is not None and len(cell) >= 2:
+                rec["heavy"] = {p: _jsonable(float(self.heavy[p][j])) for p in self._PARAMS}
+                rec["light"] = {p: _jsonable(float(self.light[p][j])) for p in self._PARAMS}
+                rec["light_share"] = _jsonable(float(self.light_share[j]))
             out.append(rec)
         return out
 
@@ -629,16 +644,30 @@ def parameter_errors(fitted, truth, *, gate=None, metric: str = "euclidean",
     _, cell, weight_error, _, _ = problem.terms(s)
     nb1 = problem.assign(problem._t1(s))[1]
     kstar = true.params.k
-    errs = {name: np.full(kstar, np.nan) for name in ("beta1", "a", "b", "var")}
+    names = ParameterErrors._PARAMS
+    errs = {name: np.full(kstar, np.nan) for name in names}
+    heavy = {name: np.full(kstar, np.nan) for name in names}
+    light = {name: np.full(kstar, np.nan) for name in names}
+    light_share = np.full(kstar, np.nan)
+    tables = dict(zip(names, (nb1, problem.na, problem.nb, problem.nv), strict=True))
     for j in range(kstar):
         members = np.flatnonzero(cell == j)
         if members.size:
-            for name, table in (("beta1", nb1), ("a", problem.na), ("b", problem.nb),
-                                ("var", problem.nv)):
+            for name, table in tables.items():
                 errs[name][j] = float(np.max(table[members, j]))
+        if members.size >= 2:
+            # relative gate weights: the same at every shift, since t0 scales them all
+            weights = problem.E[members]
+            order = np.argsort(-weights, kind="stable")
+            for store, i in ((heavy, members[order[0]]), (light, members[order[-1]])):
+                for name, table in tables.items():
+                    store[name][j] = float(table[i, j])
+            total = float(weights.sum())
+            light_share[j] = float(weights[order[-1]]) / total if total > 0 else np.nan
     pf, pt = fit.params, true.params
     tau_error = (abs(pf.tau - pt.tau) if pf.tau is not None and pt.tau is not None
                  else None)
     return ParameterErrors(
         shift=s, cells=tuple(tuple(np.flatnonzero(cell == j).tolist()) for j in range(kstar)),
-        weight_error=weight_error, tau_error=tau_error, **errs)
+        weight_error=weight_error, tau_error=tau_error, heavy=heavy, light=light,
+        light_share=light_share, **errs)

@@ -25,9 +25,13 @@ def _metric_label(metric: str, kind: str | None = None) -> str:
         return label + (" (t0 by total mass)" if metric == "loss_mass" else "")
     if metric in METRIC_LABELS:
         return METRIC_LABELS[metric]
+    if metric.startswith("light_share_size"):
+        return f"lightest atom's share of the weight, cells of {metric.split('_size')[1]}"
     for param in ("weight", "beta1", "a", "b", "var"):
         if metric.startswith(param + "_size"):
-            return f"|d{param}| in cells of {metric.split('_size')[1]} atoms"
+            size, _, part = metric.split("_size")[1].partition("_")
+            which = {"heavy": ", heaviest atom", "light": ", lightest atom"}.get(part, "")
+            return f"|d{param}| in cells of {size} atoms{which}"
         if metric.startswith(param + "_atom"):
             return f"|d{param}| of true atom {metric.split('_atom')[1]}"
     return metric

@@ -412,6 +412,13 @@ def _flatten(rec: dict) -> dict:
                     slot = by_size.setdefault((key, size), [])
                     slot.append(value)
             row[f"size_atom{j}"] = size
+            # the heaviest and the lightest atom of a cell of two or more
+            for part in ("heavy", "light"):
+                for key, value in (atom.get(part) or {}).items():
+                    if value is not None:
+                        by_size.setdefault((f"{key}", f"{size}_{part}"), []).append(value)
+            if atom.get("light_share") is not None:
+                by_size.setdefault(("light_share", size), []).append(atom["light_share"])
         for (key, size), values in by_size.items():
             row[f"{key}_size{size}"] = max(values)
         if pe.get("tau_error") is not None:

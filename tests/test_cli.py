@@ -63,6 +63,12 @@ def test_quick_run_writes_results_rates_and_png(tmp_path):
     assert -0.75 <= rates.loc["loss", "slope"] <= -0.25
     # rates and plot work again on the folder
     assert run_cli("rates", str(out)).returncode == 0
+    picked = run_cli("rates", str(out), "--metric", "b_atom0")
+    assert picked.returncode == 0 and "b_atom0" in picked.stdout
+    assert "hellinger" not in picked.stdout
+    unknown = run_cli("rates", str(out), "--metric", "nonsense")
+    assert unknown.returncode == 2 and "nonsense" in unknown.stderr
+    assert len(unknown.stderr.strip().splitlines()) == 1
     assert run_cli("plot", str(out), "--metric", "hellinger").returncode == 0
 
 

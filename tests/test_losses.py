@@ -446,3 +446,27 @@ def test_mass_translation_removes_the_cap_but_keeps_zero_for_split_reference():
     assert total == pytest.approx(np.exp(truth.beta0).sum())
     with pytest.raises(ValueError, match="translation"):
         voronoi_loss(far, truth, translation="both")
+
+
+def test_parameter_errors_split_a_cell_into_its_heaviest_and_lightest_atom():
+    from gmoe.sweep import _flatten
+
+    truth = MoEParams([-8, 0], [[25], [0]], [[-20], [20]], [15, -5], [0.09, 0.16])
+    # true atom 1 gets two fitted atoms with weights 0.8 and 0.2 (shares 4:1)
+    fit = MoEParams([-8, np.log(0.8), np.log(0.2)], [[25], [0.1], [0.5]],
+                    [[-20], [20.2], [21]], [15, -5.1, -4], [0.09, 0.17, 0.3])
+    errs = parameter_errors(fit, truth, shift=[0.0, 0.0])
+    assert errs.cells == ((0,), (1, 2))
+    np.testing.assert_allclose([errs.heavy[p][1] for p in ("beta1", "a", "b", "var")],
+                               [0.1, 0.2, 0.1, 0.01], atol=1e-12)
+    np.testing.assert_allclose([errs.light[p][1] for p in ("beta1", "a", "b", "var")],
+                               [0.5, 1.0, 1.0, 0.14], atol=1e-12)
+    assert errs.light_share[1] == pytest.approx(0.2)
+    assert np.isnan(errs.light_share[0]) and np.isnan(errs.heavy["b"][0])
+    # the maximum over the cell is the worse of the two
+    assert errs.b[1] == pytest.approx(1.0) and errs.var[1] == pytest.approx(0.14)
+    # a common t0 shift rescales every weight and leaves the shares alone
+    assert parameter_errors(fit, truth, shift=[3.0, 0.0]).light_share[1] == pytest.approx(0.2)
+    row = _flatten({"parameter_errors": errs.to_dict()})
+    assert row["b_size2_heavy"] == pytest.approx(0.1) and row["b_size2_light"] == pytest.approx(1.0)
+    assert row["light_share_size2"] == pytest.approx(0.2) and "b_size1_heavy" not in row
