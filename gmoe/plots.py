@@ -212,10 +212,15 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
                 label=f"theory $n^{{{theory:g}}}$")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("sample size n")
     ax.set_ylabel(_metric_label(metric, kind))
+    return _finish(fig, ax, meta, title, _metric_label(metric, kind))
+
+
+def _finish(fig, ax, meta: dict, title: str | None, what: str):
+    """The common end of a plot against n: axis label, title, grid, legend, layout."""
+    ax.set_xlabel("sample size n")
     name = meta.get("configs", [{}])[0].get("name", "") if meta else ""
-    ax.set_title(title if title is not None else f"{name}: {_metric_label(metric, kind)}")
+    ax.set_title(title if title is not None else f"{name}: {what}")
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -264,14 +269,8 @@ def plot_failures(results, ax=None, title: str | None = None):
                     label=f"{name}: capped losses")
     ax.set_xscale("log")
     ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel("sample size n")
     ax.set_ylabel("share of replications")
-    name = meta.get("configs", [{}])[0].get("name", "") if meta else ""
-    ax.set_title(title if title is not None else f"{name}: failed fits and capped losses")
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, meta, title, "failed fits and capped losses")
 
 
 def default_metrics(df, theory: dict) -> list[str]:
