@@ -86,14 +86,12 @@ def _cmd_rates(args) -> int:
     out = Path(args.dir)
     if not _has_results(out):
         raise CLIError(f"gmoe rates: no results.jsonl in {out}")
-    if args.metric:
-        from .sweep import load_results
-
-        columns = set(load_results(out).columns)
-        missing = [m for m in args.metric if m not in columns]
-        if missing:
-            raise CLIError(f"gmoe rates: no metric {missing[0]!r} in {out}")
-    print(_format_rates(rate_table(out, metrics=args.metric or None, center=args.center)))
+    table = rate_table(out, metrics=args.metric or None, center=args.center)
+    # rate_table gives every metric the results hold a row, and skips the others
+    missing = [m for m in args.metric or [] if m not in set(table.get("metric", []))]
+    if missing:
+        raise CLIError(f"gmoe rates: no metric {missing[0]!r} in {out}")
+    print(_format_rates(table))
     return 0
 
 

@@ -119,13 +119,16 @@ def _n_values(table: dict, name: str) -> list[int]:
     return sorted({int(round(v)) for v in vals})
 
 
+def _as_table(value, key: str):
+    """A gate given by its name alone is the table ``{name = ...}``."""
+    return {"name": value} if isinstance(value, str) and key == "gate" else value
+
+
 def _set_dotted(table: dict, dotted: str, value, name: str) -> None:
     parts = dotted.split(".")
     node = table
     for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if isinstance(child, str) and part == "gate":
-            child = {"name": child}
+        child = _as_table(node.get(part), part)
         if child is None:
             child = {}
         if not isinstance(child, dict):
@@ -135,9 +138,7 @@ def _set_dotted(table: dict, dotted: str, value, name: str) -> None:
         node = child
     if isinstance(value, dict):
         # a table value sets several keys together: merged into the table it names
-        target = node.get(parts[-1])
-        if isinstance(target, str) and parts[-1] == "gate":
-            target = {"name": target}
+        target = _as_table(node.get(parts[-1]), parts[-1])
         if not isinstance(target, dict):
             raise ConfigError(f"{_where(name)}grid key {dotted!r}: a table value needs "
                               f"{dotted!r} to be a table")

@@ -328,8 +328,7 @@ def _restarts(design, gate, init, n_init, k, truth, rng, init_scale, tol, max_it
             resp = (kmeans_responsibilities(X, y, k, rng) if init == "kmeans"
                     else random_responsibilities(n, k, rng))
             params0 = params_from_responsibilities(design, resp, gate, var_floor)
-        runs.append(_run_em(design, gate, params0, tol, max_iter, stop, var_floor,
-                            accelerate=accelerate))
+        runs.append(_run_em(design, gate, params0, *args, accelerate=accelerate))
     return runs
 
 
@@ -438,7 +437,6 @@ default="kmeans"
         runs = _restarts(design, gate, init, n_init, k, truth, rng, init_scale, tol,
                          max_iter, stop, var_floor, accelerate)
     seconds = time.perf_counter() - start_time
-
 
     ok = [i for i, r in enumerate(runs) if r["reason"] is None]
     pool = ok if ok else list(range(len(runs)))

@@ -67,6 +67,16 @@ def _share(df, column: str, test) -> float:
     return float(np.mean(test(df[column]).to_numpy(dtype=bool)))
 
 
+def _failed_share(df) -> float:
+    """Share of the fits that did not succeed."""
+    return _share(df, "status", lambda s: s != "ok")
+
+
+def _capped_share(df) -> float:
+    """Share of the losses at the translation infimum's cap."""
+    return _share(df, "loss_saturated", lambda s: s == True)  # noqa: E712
+
+
 def rate_table(results, metrics=None, center: str = "median", theory: dict | None = None,
                tolerance: float = 0.05):
     """One row per (sub-sweep, metric): slope, 95% CI, constant, R^2, theory, agreement.
@@ -109,9 +119,8 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
             values = pd.to_numeric(part[metric], errors="coerce").to_numpy(dtype=float)
             row = {"sub": sub, "label": label if isinstance(label, str) else "",
                    "metric": metric, "theory": theory.get(metric, np.nan),
-                   "failed": _share(part, "status", lambda s: s != "ok"),
-                   "capped": (_share(part, "loss_saturated", lambda s: s == True)  # noqa: E712
-                              if metric == "loss" else np.nan)}
+                   "failed": _failed_share(part),
+                   "capped": _capped_share(part) if metric == "loss" else np.nan}
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
@@ -260,11 +269,10 @@ def plot_failures(results, ax=None, title: str | None = None):
         name = label if isinstance(label, str) and label else "fits"
         by_n = part.groupby("n")
         ns = np.array(sorted(by_n.groups))
-        failed = by_n.apply(lambda p: _share(p, "status", lambda s: s != "ok")).to_numpy()
+        failed = by_n.apply(_failed_share).to_numpy()
         ax.plot(ns, failed, "o-", ms=3.5, color=color, label=f"{name}: failed fits")
         if "loss_saturated" in part.columns:
-            capped = by_n.apply(lambda p: _share(p, "loss_saturated",
-                                                 lambda s: s == True)).to_numpy()  # noqa: E712
+            capped = by_n.apply(_capped_share).to_numpy()
             ax.plot(ns, capped, "s--", ms=3, color=color, alpha=0.7,
                     label=f"{name}: capped losses")
     ax.set_xscale("log")
@@ -289,11 +297,11 @@ def plot_sweep(out_dir, metrics=None, center: str = "median", formats=("png", "p
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     df, meta = _load(out_dir)
     theory = _theories(meta)
-    metrics_given = metrics
+    # the failures figure goes with the default set of figures only
+    failures = metrics is None and (_failed_share(df) > 0 or _capped_share(df) > 0)
     metrics = default_metrics(df, theory) if metrics is None else metrics
     dest = Path(out_dir) if dest is None else Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -304,22 +312,19 @@ def plot_sweep(out_dir, metrics=None, center: str = "median", formats=("png", "p
         # the results are loaded once, not once per metric
         fig = plot_rates(df, metric, center=center, theory=theory.get(metric),
                          title=f"{name}: {_metric_label(metric, kind)}")
-        for fmt in formats:
-            path = dest / f"{name}_{metric}.{fmt}"
-            fig.savefig(path, dpi=130)
-            written.append(path)
-        plt.close(fig)
-    if metrics_given is None and _any_failed_or_capped(df):
+        written += _save(fig, dest / f"{name}_{metric}", formats)
+    if failures:
         fig = plot_failures(df, title=f"{name}: failed fits and capped losses")
-        for fmt in formats:
-            path = dest / f"{name}_failures.{fmt}"
-            fig.savefig(path, dpi=130)
-            written.append(path)
-        plt.close(fig)
+        written += _save(fig, dest / f"{name}_failures", formats)
     return written
 
 
-def _any_failed_or_capped(df) -> bool:
-    failed = "status" in df.columns and bool((df["status"] != "ok").any())
-    capped = "loss_saturated" in df.columns and bool((df["loss_saturated"] == True).any())  # noqa: E712
-    return failed or capped
+def _save(fig, stem: Path, formats) -> list[Path]:
+    """Save ``fig`` as ``stem.FMT`` for each format, close it; returns the paths."""
+    import matplotlib.pyplot as plt
+
+    paths = [stem.with_name(f"{stem.name}.{fmt}") for fmt in formats]
+    for path in paths:
+        fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return paths

@@ -234,11 +234,8 @@ def _dask_stream(pending: list[Task], configs: list[SimConfig], x_evals: list,
     the scheduler; one that keeps failing is recorded as an error. The driver writes
     the records, so resume works as with joblib.
     """
-    try:
-        from dask.distributed import Client, LocalCluster, as_completed
-    except ImportError:
-        raise ImportError("the dask backend needs the optional dependency dask[distributed]: "
-                          "pip install 'gmoe[dask]'") from None
+    from dask.distributed import Client, LocalCluster, as_completed  # checked by run_sweep
+
     cluster = None
     if scheduler is None:
         workers = (os.cpu_count() or 1) if n_jobs in (None, -1) else max(int(n_jobs), 1)
@@ -416,7 +413,7 @@ def _flatten(rec: dict) -> dict:
             for part in ("heavy", "light"):
                 for key, value in (atom.get(part) or {}).items():
                     if value is not None:
-                        by_size.setdefault((f"{key}", f"{size}_{part}"), []).append(value)
+                        by_size.setdefault((key, f"{size}_{part}"), []).append(value)
             if atom.get("light_share") is not None:
                 by_size.setdefault(("light_share", size), []).append(atom["light_share"])
         for (key, size), values in by_size.items():
