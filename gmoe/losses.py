@@ -4,9 +4,12 @@ A model with parameters ``(beta0_i, theta_i)``, ``theta_i = (beta1_i, a_i, b_i, 
 is the mixing measure ``G = sum_i exp(w_i) delta_{theta_i}`` with ``w_i`` the effective
 intercept of expert i's logit (``beta0_i``, or ``beta0_i / tau`` for gates with a
 temperature). The losses compare a fitted measure G with the true G* through the
-Voronoi cells of the true atoms, and take the infimum over the gate's translation group
-(a common shift ``t0`` of every beta0 and, for gates whose weights do not change under
-it, ``t1`` of every beta1), see DESIGN.md section 3.
+Voronoi cells of the true atoms. The gating parameters are identified only up to the
+gate's translation group (a common shift ``t0`` of every beta0 and, for gates whose
+weights do not change under it, ``t1`` of every beta1), so the fitted measure is first
+shifted by one of three conventions (``translation=``): ``"mass"`` (the default; t0
+pinned by the total weight, the infimum over t1), ``"infimum"`` (over t0 and t1) or
+``"none"``. See docs/theory.md, "Translation conventions".
 """
 
 from __future__ import annotations
@@ -21,8 +24,12 @@ from scipy.optimize import minimize
 from ._validation import check_choice
 from .params import MoEParams
 
-__all__ = ["ParameterErrors", "VoronoiLoss", "parameter_errors", "voronoi_cells",
-           "voronoi_loss"]
+__all__ = ["TRANSLATIONS", "ParameterErrors", "VoronoiLoss", "parameter_errors",
+           "voronoi_cells", "voronoi_loss"]
+
+#: Translation conventions of the losses, the default first (docs/theory.md,
+#: "Translation conventions").
+TRANSLATIONS = ("mass", "infimum", "none")
 
 _METRICS = ("euclidean", "l1")
 _KINDS = ("exact", "over")
@@ -80,7 +87,12 @@ def _measure(params: MoEParams, gate, name: str) -> _Measure:
 
 
 def _resolve(fitted, truth, gate):
-    """Both measures, and whether the translation group also shifts the slopes."""
+    """Both measures, whether the fitted gate has a translation symmetry at all, and
+    whether its translation group also shifts the slopes.
+
+    Plain parameters have the softmax's group (t0 and t1). A gate declares its group
+    by ``shifts_slopes`` and, for a gate without any translation symmetry,
+    ``shifts_intercepts = False``: such a gate is never shifted."""
     pf, gf = _unpack(fitted, "fitted")
     pt, gt = _unpack(truth, "truth")
     if pf.d != pt.d:
@@ -88,15 +100,21 @@ def _resolve(fitted, truth, gate):
                          f"d = {pf.d} (fitted) and d = {pt.d} (truth)")
     gf = gf if gf is not None else (gate if gate is not None else gt)
     gt = gt if gt is not None else (gate if gate is not None else gf)
-    shifts_slopes = True if gf is None else bool(gf.shifts_slopes)
-    return _measure(pf, gf, "fitted"), _measure(pt, gt, "truth"), shifts_slopes
+    symmetric = True if gf is None else bool(getattr(gf, "shifts_intercepts", True))
+    shifts_slopes = symmetric and (True if gf is None else bool(gf.shifts_slopes))
+    return (_measure(pf, gf, "fitted"), _measure(pt, gt, "truth"), symmetric,
+            shifts_slopes)
 
 
-def _check_shift(shift, d: int, shifts_slopes: bool) -> np.ndarray:
+def _check_shift(shift, d: int, shifts_slopes: bool, symmetric: bool = True) -> np.ndarray:
     """Shift as the full vector (t0, t1_1..t1_d), or (t0,) for intercept-only groups.
 
-    t0 may be -inf (the limit of vanishing fitted weights); t1 must be finite."""
+    t0 may be -inf (the limit of vanishing fitted weights); t1 must be finite. A gate
+    without a translation symmetry takes the shift 0 only."""
     s = np.atleast_1d(np.asarray(shift, dtype=float))
+    if not symmetric and (s.ndim != 1 or np.any(s != 0)):
+        raise ValueError("The parameter 'shift' must be 0 for a gate without a "
+                         f"translation symmetry, but got {np.asarray(shift).tolist()!r}")
     dim = 1 + d if shifts_slopes else 1
     if (s.ndim != 1 or s.shape[0] not in (1, dim) or np.isnan(s).any()
             or s[0] == np.inf or not np.all(np.isfinite(s[1:]))):
@@ -320,7 +338,7 @@ def voronoi_cells(fitted, truth, metric: str = "euclidean", *, shift=None) -> li
     [[0], [1, 2]]
     """
     metric = check_choice(metric, "metric", _METRICS)
-    fit, true, _ = _resolve(fitted, truth, None)
+    fit, true, _, _ = _resolve(fitted, truth, None)
     problem = _Problem(fit, true, True, "exact", metric)
     s = np.zeros(1 + fit.params.d)
     if shift is not None:
@@ -336,7 +354,8 @@ class VoronoiLoss:
     Attributes
     ----------
     value : float
-        The loss: infimum over the common gating shift (or the loss at the given shift).
+        The loss of the fitted measure shifted by ``shift``: the infimum over the
+        shifts the translation convention allows, or the loss at the given shift.
     kind : str
         ``"exact"`` (D1) or ``"over"`` (D2).
     metric : str
@@ -355,7 +374,11 @@ class VoronoiLoss:
     tau_term : float
         ``|tau - tau*|`` when both carry a temperature, else 0.
     unshifted : float
-        The loss at shift 0 (``inf`` where undefined): the value without the infimum.
+        The loss at shift 0 (``inf`` where undefined): the value without translation.
+    translation : str
+        The translation convention, ``"mass"``, ``"infimum"`` or ``"none"``; ``"none"``
+        also when a gate without a translation symmetry was never shifted, and
+        ``"given"`` when the shift was passed in.
     """
 
     value: float
@@ -367,6 +390,7 @@ class VoronoiLoss:
     param_terms: np.ndarray
     tau_term: float
     unshifted: float
+    translation: str = "mass"
 
     @property
     def cell_sizes(self) -> np.ndarray:
@@ -375,8 +399,9 @@ class VoronoiLoss:
 
     @property
     def saturated(self) -> bool:
-        """True if the infimum is the limit t0 -> -inf (all fitted weights vanishing): the
-        loss is then ``sum_j exp(w*_j)`` (+ the tau term), its largest possible value."""
+        """True if the shift is the limit t0 -> -inf (all fitted weights vanishing), which
+        only ``translation="infimum"`` reaches: the loss is then ``sum_j exp(w*_j)``
+        (+ the tau term), the cap of that convention."""
         return bool(self.shift[0] == -np.inf)
 
     @property
@@ -397,16 +422,17 @@ class VoronoiLoss:
                 "param_terms": _jsonable(self.param_terms),
                 "tau_term": _jsonable(float(self.tau_term)),
                 "unshifted": _jsonable(float(self.unshifted)),
-                "saturated": self.saturated}
+                "translation": self.translation, "saturated": self.saturated}
 
     def __repr__(self) -> str:
         return (f"VoronoiLoss(kind={self.kind!r}, value={self.value:.6g}, "
+                f"translation={self.translation!r}, "
                 f"shift={np.array2string(self.shift, precision=4)}, "
                 f"cell_sizes={self.cell_sizes.tolist()})")
 
 
 def voronoi_loss(fitted, truth, kind: str = "exact", metric: str = "euclidean", *,
-                 gate=None, shift=None, translation: str = "infimum") -> VoronoiLoss:
+                 gate=None, shift=None, translation: str = "mass") -> VoronoiLoss:
     """Voronoi loss D1 (exact-specified) or D2 (over-specified) of a fit against the truth.
 
     With ``w_i`` the effective intercepts (``beta0_i``, or ``beta0_i / tau``) and the
@@ -421,19 +447,32 @@ def voronoi_loss(fitted, truth, kind: str = "exact", metric: str = "euclidean", 
     cells of one atom and uses ``r = rbar(|A_j|)``, ``rbar(2) = 4``, ``rbar(3) = 6``, for
     larger cells. The norms of ``dbeta1`` and ``da`` are Euclidean.
 
-    The gating parameters are identified only up to a common shift, so the loss is the
-    infimum over ``(t0, t1)`` (``t0`` only for gates whose ``shifts_slopes`` is False) of
-    the loss of ``beta0_i + t0, beta1_i + t1`` against the truth, with the cells
-    recomputed for each shift. The cells depend on t1 only, and for fixed t1 the loss is
-    convex and piecewise linear in ``exp(t0)``, so the best t0 is found exactly (a kink
-    where a cell's weight matches its true atom's, or t0 -> -inf); t1 is searched by
-    Nelder-Mead from the best of several starting shifts (0, the shifts aligning each
-    fitted beta1 with each true beta1, and a scan of the box they span). Shift 0 is
-    among the candidates, so the infimum is never above the unshifted loss.
+    The gating parameters are identified only up to a common shift ``beta0_i + t0,
+    beta1_i + t1`` (``t0`` only for gates whose ``shifts_slopes`` is False), so the
+    loss is taken of the shifted fitted measure, with the cells recomputed for each
+    shift. ``translation`` chooses the shift (docs/theory.md, "Translation
+    conventions"):
 
-    Because t0 -> -inf sends every fitted weight to 0, the infimum never exceeds
-    ``sum_j exp(w*_j)`` (+ the tau term): a fit farther than that from the truth gets
-    exactly that value, with ``shift[0] = -inf`` and ``saturated`` True.
+    - ``"mass"`` (default): ``t0`` is pinned so that the fitted atoms' total weight
+      equals the truth's, and the loss is the infimum over ``t1`` alone. It is zero
+      exactly when the fit equals the truth up to translation (a true atom split into
+      several fitted ones included) and has no cap.
+    - ``"infimum"``: the infimum over ``(t0, t1)``. Since ``t0 -> -inf`` sends every
+      fitted weight to 0, it never exceeds ``sum_j exp(w*_j)`` (+ the tau term): a fit
+      farther than that from the truth gets exactly that value, with
+      ``shift[0] = -inf`` and ``saturated`` True.
+    - ``"none"``: no shift (what the published reference code computes). An
+      over-specified fit that splits the reference (last) expert in two then keeps a
+      loss near 1 however good it is.
+
+    A gate without a translation symmetry (``shifts_intercepts`` False) is never
+    shifted, whatever ``translation`` says. The cells depend on t1 only, and for
+    fixed t1 the loss is convex and piecewise linear in ``exp(t0)``, so the best t0 of
+    the infimum is found exactly (a kink where a cell's weight matches its true atom's,
+    or t0 -> -inf); t1 is searched by Nelder-Mead from the best of several starting
+    shifts (0, the shifts aligning each fitted beta1 with each true beta1, and a scan of
+    the box they span). Shift 0 is among the candidates, so the infimum is never above
+    the unshifted loss.
 
     Parameters
     ----------
@@ -449,13 +488,9 @@ def voronoi_loss(fitted, truth, kind: str = "exact", metric: str = "euclidean", 
         parameters carry ``tau``; shifts of ``(t0, t1)``).
     shift : array-like, optional
         Evaluate at this shift ``(t0, t1_1, ..., t1_d)`` (a scalar means ``t0``) instead
-        of minimising over it; ``shift=0`` gives the loss without translation.
-    translation : {"infimum", "mass"}, default="infimum"
-        ``"infimum"``: over ``(t0, t1)`` as above (DESIGN §3). ``"mass"``: ``t0`` is
-        pinned so that the fitted atoms' total weight equals the truth's, and only
-        ``t1`` is minimised over; this removes the cap (no ``t0 -> -inf``) while still
-        removing the floor of a split reference expert, whose right shift is exactly
-        the mass-matching one.
+        of choosing it by ``translation``; ``shift=0`` is ``translation="none"``.
+    translation : {"mass", "infimum", "none"}, default="mass"
+        How the shift is chosen, see above.
 
     Returns
     -------
@@ -468,7 +503,8 @@ def voronoi_loss(fitted, truth, kind: str = "exact", metric: str = "euclidean", 
     ValueError
         If the numbers of features differ; if ``kind="over"`` and the truth has more
         atoms than the fit, or every examined shift leaves a cell of four or more atoms
-        (rbar is unknown there); for unknown ``kind`` or ``metric``.
+        (rbar is unknown there); for unknown ``kind``, ``metric`` or ``translation``;
+        for a non-zero ``shift`` of a gate without a translation symmetry.
 
     Examples
     --------
@@ -481,13 +517,13 @@ def voronoi_loss(fitted, truth, kind: str = "exact", metric: str = "euclidean", 
     >>> loss = voronoi_loss(split, truth, kind="over")
     >>> bool(loss.value < 1e-8), round(float(loss.shift[0]), 6)
     (True, -0.693147)
-    >>> round(voronoi_loss(split, truth, kind="over", shift=0).value, 6)
+    >>> round(voronoi_loss(split, truth, kind="over", translation="none").value, 6)
     1.000335
     """
     kind = check_choice(kind, "kind", _KINDS)
     metric = check_choice(metric, "metric", _METRICS)
-    check_choice(translation, "translation", ("infimum", "mass"))
-    fit, true, shifts_slopes = _resolve(fitted, truth, gate)
+    translation = check_choice(translation, "translation", TRANSLATIONS)
+    fit, true, symmetric, shifts_slopes = _resolve(fitted, truth, gate)
     k, kstar = fit.params.k, true.params.k
     if kind == "over":
         if k < kstar:
@@ -500,10 +536,13 @@ def voronoi_loss(fitted, truth, kind: str = "exact", metric: str = "euclidean", 
     problem = _Problem(fit, true, shifts_slopes, kind, metric,
                        pin_mass=translation == "mass")
     zero = np.zeros(problem.dim)
-    if shift is None:
-        s = _infimum(problem)
+    if shift is not None:
+        s = _check_shift(shift, fit.params.d, shifts_slopes, symmetric)
+        translation = "given"
+    elif translation == "none" or not symmetric:
+        s, translation = zero, "none"
     else:
-        s = _check_shift(shift, fit.params.d, shifts_slopes)
+        s = _infimum(problem)
     value, cell, weight_terms, param_terms, sizes = problem.terms(s)
     if kind == "over" and np.any(sizes > 3):
         j = int(np.argmax(sizes > 3))
@@ -515,7 +554,8 @@ def voronoi_loss(fitted, truth, kind: str = "exact", metric: str = "euclidean", 
         value=value, kind=kind, metric=metric, shift=s,
         cells=tuple(tuple(np.flatnonzero(cell == j).tolist()) for j in range(kstar)),
         weight_terms=weight_terms, param_terms=param_terms,
-        tau_term=float(problem.tau_term), unshifted=problem.terms(zero)[0])
+        tau_term=float(problem.tau_term), unshifted=problem.terms(zero)[0],
+        translation=translation)
 
 
 @dataclass(frozen=True, eq=False)
@@ -592,13 +632,15 @@ class ParameterErrors:
 
 
 def parameter_errors(fitted, truth, *, gate=None, metric: str = "euclidean",
-                     kind: str = "exact", shift=None) -> ParameterErrors:
+                     kind: str = "exact", shift=None,
+                     translation: str = "mass") -> ParameterErrors:
     """Per-parameter errors of a fit in the Voronoi cell of each true atom.
 
     For true atom j with cell ``A_j``: the cell size, the weight error
     ``|sum_{i in A_j} exp(w_i) - exp(w*_j)|`` and the largest ``|dbeta1_ij|``,
     ``|da_ij|``, ``|db_ij|``, ``|dvar_ij|`` over ``i in A_j``; and ``|tau - tau*|``.
-    Computed at the minimising shift of :func:`voronoi_loss` (or at ``shift``).
+    Computed at the shift :func:`voronoi_loss` chooses with the same ``kind`` and
+    ``translation`` (or at ``shift``).
 
     Parameters
     ----------
@@ -610,7 +652,10 @@ def parameter_errors(fitted, truth, *, gate=None, metric: str = "euclidean",
         Loss whose minimising shift is used when ``shift`` is None. D1 is defined for
         every cell configuration, D2 matches the over-specified rates.
     shift : array-like or VoronoiLoss, optional
-        The shift to use (a :class:`VoronoiLoss` gives its minimising shift).
+        The shift to use (a :class:`VoronoiLoss` gives its shift); overrides
+        ``translation``.
+    translation : {"mass", "infimum", "none"}, default="mass"
+        Translation convention of the shift, as in :func:`voronoi_loss`.
 
     Returns
     -------
@@ -633,13 +678,14 @@ def parameter_errors(fitted, truth, *, gate=None, metric: str = "euclidean",
     [0.1, 0.0]
     """
     metric = check_choice(metric, "metric", _METRICS)
-    fit, true, shifts_slopes = _resolve(fitted, truth, gate)
+    translation = check_choice(translation, "translation", TRANSLATIONS)
+    fit, true, symmetric, shifts_slopes = _resolve(fitted, truth, gate)
     if shift is None:
-        s = voronoi_loss(fitted, truth, kind=kind, metric=metric, gate=gate).shift
-    elif isinstance(shift, VoronoiLoss):
-        s = _check_shift(shift.shift, fit.params.d, shifts_slopes)
+        s = voronoi_loss(fitted, truth, kind=kind, metric=metric, gate=gate,
+                         translation=translation).shift
     else:
-        s = _check_shift(shift, fit.params.d, shifts_slopes)
+        given = shift.shift if isinstance(shift, VoronoiLoss) else shift
+        s = _check_shift(given, fit.params.d, shifts_slopes, symmetric)
     problem = _Problem(fit, true, shifts_slopes, "exact", metric)
     _, cell, weight_error, _, _ = problem.terms(s)
     nb1 = problem.assign(problem._t1(s))[1]

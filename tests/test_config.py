@@ -1,6 +1,6 @@
 import pytest
 
-from gmoe.config import ConfigError, expand, list_configs, load_config, read_config
+from gmoe.config import METRICS, ConfigError, expand, list_configs, load_config, read_config
 
 
 def base() -> dict:
@@ -62,6 +62,22 @@ def test_accelerate_is_not_defaulted_into_the_table():
     assert "accelerate" not in expand(base())[0].fit
 
 
+def test_loss_translation_defaults_to_mass_and_accepts_the_three_conventions():
+    cfg = expand(base())[0]
+    assert cfg.raw["loss"]["translation"] == "mass"
+    hashes = {cfg.hash}
+    for translation in ("mass", "infimum", "none"):
+        data = base()
+        data["loss"] = {"translation": translation}
+        other = expand(data)[0]
+        assert other.raw["loss"]["translation"] == translation
+        hashes.add(other.hash)
+    # the default is written into the table: an explicit "mass" is the same config, and
+    # results of the other conventions are never resumed as "mass" ones
+    assert len(hashes) == 3
+    assert "loss_infimum" in METRICS and "loss_mass" in METRICS
+
+
 def test_description_does_not_change_the_hash():
     a = base()
     b = base()
@@ -86,6 +102,8 @@ def test_description_does_not_change_the_hash():
     (lambda d: d.update(metrics=["loss", "speed"]), "key 'metrics'"),
     (lambda d: d.update(grid={"fit.n_experts": []}), "grid.fit.n_experts"),
     (lambda d: d.update(x={"name": "uniform", "d": 2}), "key 'x'"),
+    (lambda d: d.update(loss={"translation": "both"}),
+     "key 'loss.translation' must be one of 'mass', 'infimum', 'none', got 'both'"),
 ])
 def test_malformed_configs_name_the_offending_key(mutate, match):
     data = base()

@@ -6,6 +6,7 @@ import pytest
 from scipy.optimize import minimize
 
 from gmoe import ActivationGate, GaussianMoE, MoEParams
+from gmoe.gates import SoftmaxGate, TemperatureGate
 from gmoe.losses import (
     ParameterErrors,
     VoronoiLoss,
@@ -21,7 +22,7 @@ from .conftest import random_params
 
 def brute_loss(fit: MoEParams, truth: MoEParams, t0: float, t1, kind: str = "exact",
                metric: str = "euclidean") -> float:
-    """DESIGN section 3 term by term, with explicit loops over the atoms.
+    """docs/theory.md, "Losses", term by term, with explicit loops over the atoms.
 
     Weights exp(beta0 + t0), or exp((beta0 + t0) / tau) when the parameters carry tau;
     cells by the stacked (beta1 + t1, a, b, var) distance, ties to the lower true atom.
@@ -112,12 +113,21 @@ def test_d1_hand_worked_at_zero_shift_and_at_the_infimum():
     # infimum: with u = exp(t0) the loss is |1.5u - 1| + |0.5u - 1| + u C(t1),
     #   C(t1) = 1.5 (|0.25 + t1| + 0.1) + 0.5 (|t1| + 0.5 + 0.2), smallest at t1 = -0.25:
     #   C = 0.625. For C < 2 the best u is the kink u = 2/3: 2/3 + (2/3) 0.625 = 13/12.
-    loss = voronoi_loss(fit, truth)
+    loss = voronoi_loss(fit, truth, translation="infimum")
     assert loss.value == pytest.approx(13 / 12, abs=1e-9)
     np.testing.assert_allclose(loss.shift, [np.log(2 / 3), -0.25], atol=1e-6)
     assert loss.unshifted == pytest.approx(1.875, abs=1e-12)
     assert loss.value == pytest.approx(brute_loss(fit, truth, *loss.shift[:1], loss.shift[1:]),
                                        abs=1e-12)
+    # mass (the default): the fitted total 1.5 + 0.5 already equals the true 2, so u = 1
+    #   and only t1 moves: 0.5 + 0.5 + C(-0.25) = 1.625
+    mass = voronoi_loss(fit, truth)
+    assert mass.translation == "mass" and loss.translation == "infimum"
+    assert mass.value == pytest.approx(1.625, abs=1e-9)
+    np.testing.assert_allclose(mass.shift, [0.0, -0.25], atol=1e-6)
+    # none: the loss at shift 0
+    none = voronoi_loss(fit, truth, translation="none")
+    assert none.value == pytest.approx(1.875, abs=1e-12) and none.shift.tolist() == [0, 0]
 
 
 def test_d2_hand_worked_cells_of_two_and_one():
@@ -182,7 +192,7 @@ def test_infimum_is_no_worse_than_a_brute_force_search(kind, assign, seed):
     rng = np.random.default_rng(seed)
     truth = random_params(rng, 2, 1)
     fit = near_truth(rng, truth, assign, scale=0.3).shift_gate(0.8, [-0.6])
-    loss = voronoi_loss(fit, truth, kind)
+    loss = voronoi_loss(fit, truth, kind, translation="infimum")
     # the reported value is the brute-force loss at the reported shift ...
     assert loss.value == pytest.approx(
         brute_loss(fit, truth, loss.shift[0], loss.shift[1:], kind), rel=1e-10)
@@ -316,7 +326,7 @@ def test_d2_cell_of_two_moving_symmetrically_scales_like_t4_in_beta1_t2_in_a(fie
 
 def test_parameter_errors_hand_worked_and_json():
     fit, truth = hand_pair()
-    errs = parameter_errors(fit, truth)
+    errs = parameter_errors(fit, truth, translation="infimum")
     # at the minimising shift (t0, t1) = (log 2/3, -0.25): weights 1.5 * 2/3 = 1, 0.5 * 2/3
     np.testing.assert_allclose(errs.shift, [np.log(2 / 3), -0.25], atol=1e-6)
     np.testing.assert_allclose(errs.weight_error, [0.0, 2 / 3], atol=1e-6)
@@ -334,6 +344,10 @@ def test_parameter_errors_hand_worked_and_json():
     assert record["atoms"][1]["weight_error"] == pytest.approx(2 / 3, abs=1e-6)
     assert set(record["atoms"][0]) == {"atom", "cell", "cell_size", "weight_error", "beta1",
                                        "a", "b", "var"}
+    # by default at the shift of the mass convention, (0, -0.25) here
+    np.testing.assert_allclose(parameter_errors(fit, truth).shift, [0.0, -0.25], atol=1e-6)
+    np.testing.assert_allclose(parameter_errors(fit, truth).weight_error, [0.5, 0.5],
+                               atol=1e-9)
 
 
 def test_parameter_errors_take_the_largest_error_in_a_cell_and_none_when_empty():
@@ -358,15 +372,16 @@ def test_loss_record_is_json_safe():
     loss = voronoi_loss(fit, truth)
     assert isinstance(loss, VoronoiLoss) and float(loss) == loss.value
     record = json.loads(json.dumps(loss.to_dict(), allow_nan=False))
-    assert record["value"] == pytest.approx(13 / 12, abs=1e-9)
+    assert record["value"] == pytest.approx(1.625, abs=1e-9)
     assert record["cells"] == [[0], [1]] and record["cell_sizes"] == [1, 1]
+    assert record["translation"] == "mass" and record["saturated"] is False
 
 
 def test_a_hopeless_fit_saturates_at_the_total_true_weight():
     # t0 -> -inf sends every fitted weight to 0: the infimum is at most sum_j exp(beta0*_j)
     truth = MoEParams([0.0, 0.0], [[0.0], [0.0]], [[0.0], [0.0]], [0.0, 10.0], [1.0, 1.0])
     far = truth.replace(b=[50.0, 60.0])
-    loss = voronoi_loss(far, truth)
+    loss = voronoi_loss(far, truth, translation="infimum")
     assert loss.saturated and loss.value == pytest.approx(2.0)
     assert json.loads(json.dumps(loss.to_dict(), allow_nan=False))["shift"][0] is None
 
@@ -412,7 +427,11 @@ def test_cells_of_four_atoms_are_a_named_error_under_over():
     four = MoEParams(np.log([0.25] * 4), [[0.0]] * 4, [[0.0]] * 4, [0.0] * 4, [1.0] * 4)
     with pytest.raises(ValueError, match="cell of true atom 0 holds 4 fitted atoms"):
         voronoi_loss(four, truth, kind="over")
-    assert voronoi_loss(four, truth, kind="exact").value == pytest.approx(1.0)  # D1 is defined
+    # D1 is defined: the four atoms' mass 1 matches atom 0's at shift 0 (the infimum,
+    # which leaves atom 1's mass 1 unmatched), or is doubled to the true total 2 (mass)
+    assert voronoi_loss(four, truth, kind="exact",
+                        translation="infimum").value == pytest.approx(1.0)
+    assert voronoi_loss(four, truth, kind="exact").value == pytest.approx(2.0)
     with pytest.raises(ValueError, match="at most 3 atoms"):
         voronoi_loss(four, truth.replace(beta0=[0.0], beta1=[[0.0]], a=[[0.0]], b=[0.0],
                                          var=[1.0]), kind="over")
@@ -438,14 +457,129 @@ def test_mass_translation_removes_the_cap_but_keeps_zero_for_split_reference():
     # a far-off fit: the infimum saturates at the total true weight, the mass-pinned
     # loss does not (its reference atom is 3 off in b: D1 >= 3 exp(0) / (1 + e^-8) ...)
     far = truth.replace(b=[15.0, -2.0])
-    inf = voronoi_loss(far, truth)
-    mass = voronoi_loss(far, truth, translation="mass")
+    inf = voronoi_loss(far, truth, translation="infimum")
+    mass = voronoi_loss(far, truth)
+    assert mass.translation == "mass" and not mass.saturated
     assert inf.saturated and inf.value == pytest.approx(1 + math.exp(-8))
     assert mass.value == pytest.approx(3.0, rel=1e-3)
     total = np.exp(mass.shift[0]) * np.exp(far.beta0).sum()
     assert total == pytest.approx(np.exp(truth.beta0).sum())
-    with pytest.raises(ValueError, match="translation"):
+    with pytest.raises(ValueError, match="translation 'both'; expected one of 'mass', "
+                                         "'infimum', 'none'"):
         voronoi_loss(far, truth, translation="both")
+    with pytest.raises(ValueError, match="translation 'Mass'; expected one of"):
+        parameter_errors(far, truth, translation="Mass")
+
+
+# ------------------------------------------------------ translation conventions
+
+
+@pytest.mark.parametrize("kind", ["exact", "over"])
+def test_none_is_the_loss_at_shift_zero(kind):
+    rng = np.random.default_rng(21)
+    for trial in range(6):
+        d = 1 + trial % 2
+        truth = random_params(rng, 2, d)
+        fit = near_truth(rng, truth, [0, 1, 1], scale=0.3).shift_gate(rng.normal(),
+                                                                       rng.normal(size=d))
+        if trial % 3 == 0:
+            fit, truth = fit.replace(tau=0.8), truth.replace(tau=1.1)
+        none = voronoi_loss(fit, truth, kind, translation="none")
+        at_zero = voronoi_loss(fit, truth, kind, shift=0.0)
+        assert none.value == at_zero.value == none.unshifted
+        assert none.shift.tolist() == [0.0] * (1 + d) and none.cells == at_zero.cells
+        np.testing.assert_array_equal(none.param_terms, at_zero.param_terms)
+        assert none.translation == "none" and at_zero.translation == "given"
+        errs = parameter_errors(fit, truth, kind=kind, translation="none")
+        assert errs.shift.tolist() == [0.0] * (1 + d)
+    # for an intercept-only group: no shift either
+    gate = ActivationGate("tanh")
+    moved = truth.shift_gate(0.7)
+    none = voronoi_loss(moved, truth, kind, gate=gate, translation="none")
+    assert none.shift.tolist() == [0.0] and none.value > 0.1
+    assert voronoi_loss(moved, truth, kind, gate=gate).value < 1e-8
+
+
+@pytest.mark.parametrize("t0,t1", [(0.0, 0.0), (1.3, -2.0), (-3.0, 0.7)])
+def test_mass_default_is_zero_for_a_split_reference_expert_up_to_translation(paper_truth,
+                                                                             t0, t1):
+    # the reference (last) expert split into two identical atoms with shares 0.7 / 0.3,
+    # stored in normal form (the 0.3 atom is the reference), then translated
+    truth = paper_truth
+    w = np.exp(truth.beta0)
+    beta0 = np.log([w[0], 0.7 * w[1], 0.3 * w[1]])
+    split = MoEParams(beta0, truth.beta1[[0, 1, 1]], truth.a[[0, 1, 1]], truth.b[[0, 1, 1]],
+                      truth.var[[0, 1, 1]]).shift_gate(-beta0[-1], [0.0])
+    fit = split.shift_gate(t0, [t1])
+    mass = voronoi_loss(fit, truth, kind="over")
+    assert mass.translation == "mass" and mass.value < 1e-8
+    assert mass.cell_sizes.tolist() == [1, 2]
+    total = np.exp(mass.shift[0] + fit.beta0).sum()
+    assert total == pytest.approx(w.sum(), rel=1e-12)
+    assert voronoi_loss(fit, truth, kind="over", translation="infimum").value < 1e-8
+    # without a shift the split reference keeps a floor near 1 (|1/0.3 - 1| here)
+    none = voronoi_loss(fit, truth, kind="over", translation="none")
+    assert none.value > 0.5 * w[1]
+    errs = parameter_errors(fit, truth, kind="over")
+    np.testing.assert_allclose(errs.weight_error, [0.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(errs.b, [0.0, 0.0], atol=1e-9)
+
+
+def test_mass_is_between_the_infimum_and_2_plus_mean_cost_times_it():
+    # D_inf <= D_mass <= (2 + cbar) D_inf, cbar the weighted mean parameter cost of an
+    # atom at the infimum's slope shift: mass and infimum are rate-equivalent near the truth
+    rng = np.random.default_rng(22)
+    for trial in range(10):
+        kind = ("exact", "over")[trial % 2]
+        truth = random_params(rng, 2, 1 + trial % 2)
+        fit = near_truth(rng, truth, [0, 1, 1][: 2 + trial % 2], scale=0.2)
+        fit = fit.shift_gate(rng.normal(), rng.normal(size=truth.d))
+        inf = voronoi_loss(fit, truth, kind, translation="infimum")
+        mass = voronoi_loss(fit, truth, kind)
+        assert not inf.saturated
+        cbar = inf.param_terms.sum() / np.exp(inf.shift[0] + fit.beta0).sum()
+        assert inf.value <= mass.value + 1e-9
+        assert mass.value <= (2 + cbar) * inf.value + 1e-9
+
+
+class _NoSymmetryGate(SoftmaxGate):
+    """A softmax that pretends to have no translation symmetry (like a normalised sigmoid)."""
+
+    name = "no-symmetry"
+    shifts_intercepts = False
+
+
+@pytest.mark.parametrize("translation", ["mass", "infimum", "none"])
+def test_a_gate_without_translation_symmetry_is_never_shifted(translation):
+    rng = np.random.default_rng(23)
+    truth = random_params(rng, 2, 1)
+    moved = truth.shift_gate(1.0, [0.5])
+    gate = _NoSymmetryGate()
+    loss = voronoi_loss(moved, truth, gate=gate, translation=translation)
+    assert loss.shift.tolist() == [0.0] and loss.translation == "none"
+    assert loss.value == loss.unshifted > 0.1
+    errs = parameter_errors(moved, truth, gate=gate, translation=translation)
+    assert errs.shift.tolist() == [0.0]
+    # the same parameters under the softmax are a translation of the truth
+    assert voronoi_loss(moved, truth, gate=SoftmaxGate(),
+                        translation=translation).value < 1e-8 or translation == "none"
+    assert voronoi_loss(moved, truth, gate=gate, shift=0.0).value == loss.value
+    with pytest.raises(ValueError, match="'shift' must be 0 for a gate without"):
+        voronoi_loss(moved, truth, gate=gate, shift=[-1.0, 0.0])
+
+
+def test_mass_pins_the_effective_weights_of_a_temperature_gate():
+    rng = np.random.default_rng(24)
+    gate = TemperatureGate(tau=0.5)
+    truth = gate.prepare(random_params(rng, 3, 1))
+    fit = near_truth(rng, truth.replace(tau=None), [0, 1, 2, 2], scale=0.1)
+    fit = GaussianMoE(gate, fit.replace(tau=0.6)).params  # in normal form
+    loss = voronoi_loss(fit, truth, kind="over", gate=gate)
+    # weights exp((beta0 + t0) / tau): the shifted fitted total equals the true total
+    assert (fit.tau, truth.tau) == (0.6, 0.5)
+    total = np.exp((fit.beta0 + loss.shift[0]) / fit.tau).sum()
+    assert total == pytest.approx(np.exp(truth.beta0 / truth.tau).sum(), rel=1e-10)
+    assert loss.tau_term == pytest.approx(0.1)
 
 
 def test_parameter_errors_split_a_cell_into_its_heaviest_and_lightest_atom():

@@ -202,3 +202,42 @@ def test_q90_center_follows_the_bad_tail():
     loss[np.arange(n.size) % 10 == 1] = 0.3
     assert fit_rate(n, loss).slope == pytest.approx(-0.5, abs=1e-9)
     assert fit_rate(n, loss, center="q90").slope > -0.1
+
+
+@pytest.mark.parametrize("translation", ["mass", "infimum", "none"])
+def test_compute_metrics_records_the_configured_translation_and_both_others(translation):
+    from types import SimpleNamespace
+
+    from gmoe import GaussianMoE, MoEParams
+    from gmoe.config import expand
+    from gmoe.sweep import compute_metrics
+
+    data = small_config()
+    data["fit"]["n_experts"] = 3
+    data["metrics"] = ["loss", "loss_mass", "loss_infimum", "parameter_errors"]
+    data["loss"] = {"translation": translation}
+    cfg = expand(data)[0]
+    assert cfg.raw["loss"]["translation"] == translation and cfg.loss_kind == "over"
+    truth = GaussianMoE("softmax", cfg.truth_params)
+    t = cfg.truth_params
+    # the reference expert split in two equal halves: zero under mass and infimum, the
+    # floor |2 - 1| = 1 without a shift; the other expert 3 off in b: capped infimum
+    split = MoEParams(t.beta0[[0, 1, 1]] + np.log([2.0, 1.0, 1.0]), t.beta1[[0, 1, 1]],
+                      t.a[[0, 1, 1]], t.b[[0, 1, 1]], t.var[[0, 1, 1]])
+    far = split.replace(b=split.b + [0.0, 3.0, 3.0])
+    rec = compute_metrics(cfg, SimpleNamespace(model=GaussianMoE("softmax", split)), truth,
+                          None, None, None)
+    assert rec["loss_translation"] == translation and "metric_errors" not in rec
+    assert rec["loss_mass"] < 1e-8 and rec["loss_infimum"] < 1e-8
+    assert rec["loss_infimum_saturated"] is False
+    assert rec["loss"] == (pytest.approx(1.0, abs=1e-3) if translation == "none"
+                           else rec[f"loss_{translation}"])
+    far_rec = compute_metrics(cfg, SimpleNamespace(model=GaussianMoE("softmax", far)), truth,
+                              None, None, None)
+    assert far_rec["loss_infimum_saturated"] is True
+    assert far_rec["loss_infimum"] == pytest.approx(np.exp(t.beta0).sum())
+    assert far_rec["loss_mass"] > far_rec["loss_infimum"]
+    assert far_rec["loss_saturated"] is (translation == "infimum")
+    # parameter errors at the configured loss's shift
+    pe_shift = far_rec["parameter_errors"]["shift"]  # JSON-safe: -inf is None
+    assert pe_shift == [None if v == -np.inf else v for v in far_rec["shift"]]
