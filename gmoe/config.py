@@ -35,9 +35,9 @@ METRICS = ("loss", "loss_mass", "loss_infimum", "parameter_errors", "hellinger",
            "n_iter", "converged", "seconds")
 
 _TOP_KEYS = {"name", "description", "seed", "reps", "truth", "x", "fit", "n_grid", "metrics",
-             "theory", "loss", "hellinger", "quick", "grid"}
+             "theory", "loss", "hellinger", "quick", "grid", "verdict"}
 _FIT_KEYS = {"n_experts", "gate", "init", "init_scale", "n_init", "tol", "max_iter", "stop",
-             "accelerate"}
+             "accelerate", "polish", "gtol", "var_floor"}
 _NGRID_KEYS = {"values", "min", "max", "num", "spacing"}
 _TRUTH_KEYS = {"gate", "beta0", "beta1", "a", "b", "var", "sd", "tau"}
 _LOSS_KEYS = {"kind", "metric", "translation"}
@@ -203,11 +203,22 @@ class SimConfig:
         _check_keys(fit, _FIT_KEYS, "fit.", name)
         _int(fit.get("n_experts", 0), "fit.n_experts", name)
         fit["gate"] = _gate_spec(fit.get("gate", truth["gate"]), "fit.gate", name)
-        if fit.get("init", "near_truth") not in ("near_truth", "kmeans", "random"):
-            raise ConfigError(f"{_where(name)}key 'fit.init' must be one of 'near_truth', "
-                              f"'kmeans', 'random', got {fit.get('init')!r}")
+        inits = ("near_truth", "kmeans", "random", "split", "auto")
+        if fit.get("init", "near_truth") not in inits:
+            raise ConfigError(f"{_where(name)}key 'fit.init' must be one of "
+                              + ", ".join(repr(i) for i in inits)
+                              + f", got {fit.get('init')!r}")
         fit.setdefault("init", "near_truth")
-        _float(fit.setdefault("init_scale", 1.0), "fit.init_scale", name, True, True)
+        if fit.setdefault("init_scale", 1.0) != "published":
+            _float(fit["init_scale"], "fit.init_scale", name, True, True)
+        # certified fits by default (defaulted into the table: results of uncertified
+        # runs made before this key existed have another hash and are not resumed)
+        if not isinstance(fit.setdefault("polish", True), bool):
+            raise ConfigError(f"{_where(name)}key 'fit.polish' must be true or false, "
+                              f"got {fit['polish']!r}")
+        _float(fit.setdefault("gtol", 1e-8), "fit.gtol", name, True)
+        if "var_floor" in fit:
+            _float(fit["var_floor"], "fit.var_floor", name, True)
         _int(fit.setdefault("n_init", 1), "fit.n_init", name)
         _float(fit.setdefault("tol", 1e-6), "fit.tol", name, True, True)
         _int(fit.setdefault("max_iter", 2000), "fit.max_iter", name)
@@ -241,6 +252,16 @@ class SimConfig:
         hell = _require_table(data.setdefault("hellinger", {}), "hellinger", name)
         _check_keys(hell, _HELLINGER_KEYS, "hellinger.", name)
         _int(hell.setdefault("n_x", 1000), "hellinger.n_x", name, minimum=2)
+        # the n-range rate verdicts are fitted on, declared before the run (it is part
+        # of the hash: changing it afterwards makes the results another config's)
+        if "verdict" in data:
+            verdict = _require_table(data["verdict"], "verdict", name)
+            _check_keys(verdict, {"n_min", "n_max"}, "verdict.", name)
+            lo = _float(verdict.get("n_min", 0), "verdict.n_min", name, True, True)
+            hi = _float(verdict.get("n_max", 1e300), "verdict.n_max", name, True)
+            if not lo < hi:
+                raise ConfigError(f"{_where(name)}key 'verdict': n_min ({lo:g}) must be "
+                                  f"below n_max ({hi:g})")
         theory = _require_table(data.setdefault("theory", {}), "theory", name)
         for key, value in theory.items():
             _float(value, f"theory.{key}", name)

@@ -11,9 +11,10 @@ from threadpoolctl import threadpool_limits
 
 from ._design import Design
 from ._validation import check_choice, check_positive_float, check_positive_int, check_X_y
-from .exceptions import ConvergenceWarning
+from .exceptions import ConvergenceWarning, InferenceWarning
 from .experts import expert_log_density_T, experts_m_step
 from .gates import Gate, SoftmaxGate, make_gate
+from .inference import ParamArrays, covariance, standard_errors, wald_intervals
 from .initialization import (
     INITS,
     kmeans_responsibilities,
@@ -24,6 +25,7 @@ from .initialization import (
 )
 from .model import GaussianMoE, joint_log_T
 from .params import MoEParams
+from .polish import polish as _polish
 
 __all__ = ["FitResult", "fit_em", "STOP_RULES"]
 
@@ -63,6 +65,31 @@ class FitResult:
         Number of M-steps in which the variance floor bound.
     seconds : float
         Wall time of all restarts.
+    em_loglik : float
+        Log-likelihood where EM stopped (before the polish).
+    polished : bool
+        Whether the Newton polish ran (``fit_em(polish=True)``).
+    grad_norm : float
+        Largest component of the score per sample at ``params`` (free coordinates
+        not held at the variance floor); NaN without the polish.
+    polish_gain : float
+        Log-likelihood the polish added to EM's.
+    polish_iter : int
+        Newton steps of the polish.
+    certified : bool
+        The polish reached a zero score (``grad_norm <= gtol``) with every variance
+        above the floor: ``params`` is a local maximum of the likelihood.
+    degenerate : bool
+        Some variance sits at the floor (a component collapsed onto a few points).
+    polish_message : str
+        How the polish ended.
+    var_floor : float
+        The variance lower bound used.
+    information : ndarray of shape (m, m) or None
+        Observed information at a certified maximum (free parametrisation, see
+        ``param_names``).
+    param_names : list of str
+        Names of the free coordinates (variances and tau on the log scale).
     """
 
     params: MoEParams
@@ -78,6 +105,62 @@ class FitResult:
     best_restart: int = 0
     floor_hits: int = 0
     seconds: float = 0.0
+    em_loglik: float = np.nan
+    polished: bool = False
+    grad_norm: float = np.nan
+    polish_gain: float = 0.0
+    polish_iter: int = 0
+    certified: bool = False
+    degenerate: bool = False
+    polish_message: str = ""
+    var_floor: float = np.nan
+    information: np.ndarray | None = field(default=None, repr=False)
+    param_names: list = field(default_factory=list)
+
+    # -------------------------------------------------------------- inference
+    def _layout(self):
+        layout = self.gate.free_layout(self.params.k, self.params.d)
+        k, d = self.params.k, self.params.d
+        layout += [("a", (i, j)) for i in range(k) for j in range(d)]
+        return layout + [("b", (i,)) for i in range(k)] + [("var", (i,)) for i in range(k)]
+
+    def _why_no_information(self) -> str | None:
+        if self.information is not None:
+            if self.gate.is_sparse(self.params.k):
+                return ("the top-K selection makes the likelihood non-differentiable in "
+                        "the gate parameters; Wald intervals do not apply")
+            return None
+        if not self.polished:
+            return "the fit was not polished (fit_em(polish=False)); no certified maximum"
+        if self.degenerate:
+            return "degenerate fit (a variance at the floor)"
+        return f"the fit is not certified ({self.polish_message})"
+
+    def cov_params(self, warn: bool = True) -> np.ndarray:
+        """Covariance of the estimates in the free parametrisation (inverse observed
+        information), array of shape (m, m) in the order of ``param_names``.
+
+        NaN, with an :class:`~gmoe.exceptions.InferenceWarning`, when the fit is not
+        certified or the information is singular or ill-conditioned.
+        """
+        why = self._why_no_information()
+        m = len(self._layout())
+        if why is not None:
+            if warn:
+                warnings.warn(f"no standard errors: {why}", InferenceWarning, stacklevel=2)
+            return np.full((m, m), np.nan)
+        return covariance(self.information, warn=warn)
+
+    @property
+    def bse(self) -> ParamArrays:
+        """Standard errors in the parameters' shapes (NaN where the normal form fixes
+        an entry, or when :meth:`cov_params` is NaN)."""
+        return standard_errors(self.params, self._layout(), self.cov_params())
+
+    def conf_int(self, alpha: float = 0.05) -> tuple[ParamArrays, ParamArrays]:
+        """Wald intervals ``(lower, upper)`` of level ``1 - alpha`` in the parameters'
+        shapes; variances and tau get the interval of their log, mapped back."""
+        return wald_intervals(self.params, self._layout(), self.cov_params(), alpha)
 
     @property
     def success(self) -> bool:
@@ -110,31 +193,70 @@ class FitResult:
                 "stopped_by": self.stopped_by, "n_samples": int(self.n_samples),
                 "restart_logliks": [float(v) for v in self.restart_logliks],
                 "best_restart": int(self.best_restart), "floor_hits": int(self.floor_hits),
-                "seconds": float(self.seconds)}
+                "seconds": float(self.seconds), "em_loglik": float(self.em_loglik),
+                "polished": bool(self.polished), "grad_norm": float(self.grad_norm),
+                "polish_gain": float(self.polish_gain), "polish_iter": int(self.polish_iter),
+                "certified": bool(self.certified), "degenerate": bool(self.degenerate),
+                "polish_message": self.polish_message, "var_floor": float(self.var_floor)}
 
-    def summary(self) -> str:
-        """A readable report of the fit."""
+    def summary(self, alpha: float = 0.05) -> str:
+        """A statsmodels-style report: fit, certification and a parameter table with
+        standard errors and ``1 - alpha`` Wald intervals (where they exist)."""
         p = self.params
         status = "converged" if self.converged else "NOT converged"
         lines = [f"Gaussian MoE fit: {p.k} experts, d = {p.d}, gate = {self.gate!r}",
                  f"  n = {self.n_samples}, log-likelihood = {self.loglik:.6g} "
                  f"({self.loglik / max(self.n_samples, 1):.6g} per sample)",
-                 f"  {status} after {self.n_iter} iterations (stopped by {self.stopped_by}); "
+                 f"  EM {status} after {self.n_iter} iterations (stopped by {self.stopped_by}); "
                  f"{len(self.restart_logliks)} restart(s), best #{self.best_restart}; "
                  f"{self.seconds:.3g} s",
                  f"  BIC = {self.bic():.6g}, AIC = {self.aic():.6g}"]
+        if self.polished:
+            state = ("CERTIFIED maximum" if self.certified
+                     else "DEGENERATE" if self.degenerate else "NOT certified")
+            lines.append(f"  {state}: score max-norm per sample {self.grad_norm:.2g}, polish "
+                         f"gained {self.polish_gain:.3g} nats in {self.polish_iter} Newton "
+                         f"steps ({self.polish_message})")
         if self.reason:
             lines.append(f"  FAILED: {self.reason}")
-        header = "  expert    beta0   " + "  ".join(f"beta1[{j}]" for j in range(p.d)) \
-            + "  " + "  ".join(f"a[{j}]" for j in range(p.d)) + "        b       var"
-        lines.append(header)
-        for i in range(p.k):
-            row = f"  {i:6d} {p.beta0[i]:9.4g} " + " ".join(f"{v:9.4g}" for v in p.beta1[i]) \
-                + " " + " ".join(f"{v:9.4g}" for v in p.a[i]) + f" {p.b[i]:9.4g} {p.var[i]:9.4g}"
-            lines.append(row)
+        why = self._why_no_information()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InferenceWarning)
+            cov = self.cov_params(warn=False)
+            if why is None and not np.isfinite(cov).all():
+                why = "singular or ill-conditioned observed information"
+            se = standard_errors(p, self._layout(), cov)
+            low, high = wald_intervals(p, self._layout(), cov, alpha)
+        level = f"{100 * (1 - alpha):g}%"
+        lines.append(f"  {'parameter':<14}{'estimate':>11}{'std err':>11}"
+                     f"{'[' + level:>12}{'interval]':>11}")
+
+        def row(name, value, s, lo, hi):
+            if not np.isfinite(s):
+                fixed = name.startswith("beta") and self._is_fixed(name)
+                tail = f"{'(fixed)' if fixed else '':>11}"
+                return f"  {name:<14}{value:>11.5g}{tail}"
+            return f"  {name:<14}{value:>11.5g}{s:>11.3g}{lo:>12.5g}{hi:>11.5g}"
+
+        for field_name in ("beta0", "beta1", "a", "b", "var"):
+            values = getattr(p, field_name)
+            for index in np.ndindex(values.shape):
+                name = f"{field_name}[{','.join(str(i) for i in index)}]"
+                lines.append(row(name, values[index], getattr(se, field_name)[index],
+                                 getattr(low, field_name)[index],
+                                 getattr(high, field_name)[index]))
         if p.tau is not None:
-            lines.append(f"  tau = {p.tau:.6g}")
+            tau_se = np.nan if se.tau is None else se.tau
+            lines.append(row("tau", p.tau, tau_se, low.tau or np.nan, high.tau or np.nan))
+        if why is not None:
+            lines.append(f"  no standard errors: {why}")
         return "\n".join(lines)
+
+    def _is_fixed(self, name: str) -> bool:
+        """Whether the normal form fixes the entry ``name`` (e.g. ``beta0[2]``)."""
+        free = {f"{f}[{','.join(str(i) for i in idx)}]"
+                for f, idx in self.gate.free_layout(self.params.k, self.params.d)}
+        return name not in free
 
     def __repr__(self) -> str:
         return (f"FitResult(k={self.params.k}, loglik={self.loglik:.6g}, n_iter={self.n_iter}, "
@@ -336,7 +458,8 @@ def fit_em(X, y, n_experts: int, gate: Gate | str | dict | None = None,
            init: str | MoEParams = "kmeans", n_init: int = 1, tol: float = 1e-6,
            max_iter: int = 2000, rng=None, truth: MoEParams | None = None, *,
            stop: str = "relative", var_floor: float | None = None,
-           init_scale: float = 1.0, accelerate: bool = False,
+           init_scale: float | str = 1.0, accelerate: bool = False,
+           polish: bool = True, gtol: float = 1e-8,
            warn: bool = True) -> FitResult:
     """Fit a Gaussian mixture of experts by EM, keeping the best of ``n_init`` restarts.
 
@@ -371,15 +494,25 @@ default="kmeans"
         rule, which loosens with n); ``"per_sample"`` when ``|l_t - l_{t-1}| <= tol n``.
     var_floor : float, optional
         Lower bound of the variances; default ``1e-6 * var(y)``.
-    init_scale : float, default=1.0
-        The constant c of the near-truth noise ``c * n**-0.083``.
+    init_scale : float or "published", default=1.0
+        The constant c of the near-truth noise ``c * n**-0.083`` on every parameter;
+        ``"published"`` is the published code's profile (0.005 on the gate
+        parameters, 0.05 on the expert means, ``|N(0, 0.005 n**-0.25)|`` added to
+        the variances), see :func:`gmoe.initialization.near_truth_params`.
     accelerate : bool, default=False
         Use SQUAREM extrapolation between EM steps (monotone: a jump that lowers the
         log-likelihood falls back to the plain EM step). Worth it for over-specified
         fits, whose plain EM converges sublinearly.
+    polish : bool, default=True
+        After EM, climb to a maximum of the likelihood by Newton steps and certify it
+        (score max-norm per sample <= ``gtol``, every variance above ``var_floor``);
+        every restart is polished before the best is chosen. See docs/theory.md,
+        "Certified fits and inference".
+    gtol : float, default=1e-8
+        Certification tolerance on the score per sample.
     warn : bool, default=True
         Emit a :class:`~gmoe.exceptions.ConvergenceWarning` if the best restart did
-        not converge.
+        not converge (or, polished, is not certified).
 
     Returns
     -------
@@ -408,7 +541,9 @@ default="kmeans"
     max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
     tol = check_positive_float(tol, "tol", allow_zero=True)
     check_choice(stop, "stop rule", STOP_RULES)
-    init_scale = check_positive_float(init_scale, "init_scale", allow_zero=True)
+    if not (isinstance(init_scale, str) and init_scale == "published"):
+        init_scale = check_positive_float(init_scale, "init_scale", allow_zero=True)
+    gtol = check_positive_float(gtol, "gtol")
     n, d = X.shape
     if isinstance(init, MoEParams):
         gate.check_params(init, d=d)
@@ -436,18 +571,53 @@ default="kmeans"
     with threadpool_limits(1, user_api="blas"):
         runs = _restarts(design, gate, init, n_init, k, truth, rng, init_scale, tol,
                          max_iter, stop, var_floor, accelerate)
+
+        if polish:
+            for run in runs:
+                _polish_run(run, design, gate, var_floor, gtol)
     seconds = time.perf_counter() - start_time
 
+    # the best log-likelihood among fits that did not fail and are not degenerate
     ok = [i for i, r in enumerate(runs) if r["reason"] is None]
     pool = ok if ok else list(range(len(runs)))
     best = max(pool, key=lambda i: runs[i]["loglik"])
     r = runs[best]
-    if warn and not r["converged"] and r["reason"] is None:
-        warnings.warn(f"EM did not converge in {max_iter} iterations (tol={tol}, "
-                      f"stop={stop!r}); increase max_iter or tol", ConvergenceWarning,
-                      stacklevel=2)
+    if warn and r["reason"] is None:
+        if polish and not r["certified"]:
+            warnings.warn(f"the fit is not a certified maximum: {r['polish_message']}",
+                          ConvergenceWarning, stacklevel=2)
+        elif not polish and not r["converged"]:
+            warnings.warn(f"EM did not converge in {max_iter} iterations (tol={tol}, "
+                          f"stop={stop!r}); increase max_iter or tol", ConvergenceWarning,
+                          stacklevel=2)
+    extra = {}
+    if polish and "certified" in r:
+        extra = {key: r[key] for key in ("grad_norm", "polish_gain", "polish_iter",
+                                         "certified", "degenerate", "polish_message",
+                                         "information", "param_names")}
     return FitResult(params=r["params"], gate=gate, loglik=r["loglik"], n_iter=r["n_iter"],
                      converged=r["converged"], loglik_trace=r["trace"], reason=r["reason"],
                      stopped_by=r["stopped_by"], n_samples=n,
                      restart_logliks=[run["loglik"] for run in runs], best_restart=best,
-                     floor_hits=r["floor_hits"], seconds=seconds)
+                     floor_hits=r["floor_hits"], seconds=seconds,
+                     em_loglik=r.get("em_loglik", r["loglik"]), polished=polish,
+                     var_floor=var_floor, **extra)
+
+
+def _polish_run(run: dict, design: Design, gate: Gate, var_floor: float,
+                gtol: float) -> None:
+    """Polish one EM result in place (see :mod:`gmoe.polish`); a failed run is left as is."""
+    run["em_loglik"] = run["loglik"]
+    if not np.isfinite(run["loglik"]):
+        run.update(certified=False, degenerate=False, grad_norm=np.nan, polish_gain=0.0,
+                   polish_iter=0, polish_message="EM failed: not polished",
+                   information=None, param_names=[])
+        return
+    res = _polish(design, gate, run["params"], var_floor, gtol=gtol)
+    run.update(params=res.params, loglik=res.loglik, certified=res.certified,
+               degenerate=res.degenerate, grad_norm=res.grad_norm, polish_gain=res.gain,
+               polish_iter=res.n_iter, polish_message=res.message,
+               information=res.information, param_names=res.names or [])
+    # the variance floor is judged at the polished point, not where EM stopped
+    if run["reason"] is None or run["reason"].startswith("degenerate variance"):
+        run["reason"] = (f"degenerate variance: {res.message}" if res.degenerate else None)

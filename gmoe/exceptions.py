@@ -7,3 +7,7 @@ class ConvergenceWarning(UserWarning):
 
 class IdentifiabilityWarning(UserWarning):
     """A parameter is not identifiable from the data (e.g. an expert no point selects)."""
+
+
+class InferenceWarning(UserWarning):
+    """Standard errors are not available (uncertified fit, singular information)."""

@@ -34,8 +34,12 @@ def near_truth_params(truth: MoEParams, k: int, n: int, rng, scale: float = 1.0,
     n : int
         Sample size (sets the noise level).
     rng : numpy.random.Generator
-    scale : float, default=1.0
-        The constant c in ``c * n**exponent``.
+    scale : float or "published", default=1.0
+        The constant c in ``c * n**exponent``, for every parameter (standard
+        deviations perturbed, then their absolute value taken). ``"published"`` is
+        the published code's profile: c = 0.005 for the gating parameters (and log
+        tau), c = 0.05 for the expert slopes and intercepts, and
+        ``|N(0, 0.005 n**-0.25)|`` added to each variance.
     exponent : float, default=-0.083
 
     Returns
@@ -49,19 +53,30 @@ def near_truth_params(truth: MoEParams, k: int, n: int, rng, scale: float = 1.0,
     else:
         assign = rng.choice(kstar, size=k, replace=False)
     copies = np.bincount(assign, minlength=kstar)[assign]
-    sd = scale * float(n) ** exponent
+    published = isinstance(scale, str)
+    if published and scale != "published":
+        raise ValueError(f"init_scale must be a number >= 0 or 'published', but got {scale!r}")
+    shrink = float(n) ** exponent
+    gate_sd = (0.005 if published else scale) * shrink
+    expert_sd = (0.05 if published else scale) * shrink
 
-    def noisy(x):
+    def noisy(x, sd):
         return x + sd * rng.standard_normal(np.shape(x))
 
-    beta0 = noisy(truth.beta0[assign] - np.log(copies))
-    beta1 = noisy(truth.beta1[assign])
-    a = noisy(truth.a[assign])
-    b = noisy(truth.b[assign])
-    std = np.abs(noisy(truth.sd[assign]))
-    std = np.maximum(std, 1e-3 * truth.sd.min())
-    tau = None if truth.tau is None else float(truth.tau * np.exp(sd * rng.standard_normal()))
-    return MoEParams(beta0, beta1, a, b, std**2, tau)
+    beta0 = noisy(truth.beta0[assign] - np.log(copies), gate_sd)
+    beta1 = noisy(truth.beta1[assign], gate_sd)
+    a = noisy(truth.a[assign], expert_sd)
+    b = noisy(truth.b[assign], expert_sd)
+    if published:
+        # the published code adds |N(0, 0.005 n^-0.25)| to the variances
+        var = truth.var[assign] + np.abs(0.005 * float(n) ** -0.25
+                                         * rng.standard_normal(k))
+    else:
+        std = np.abs(noisy(truth.sd[assign], expert_sd))
+        var = np.maximum(std, 1e-3 * truth.sd.min()) ** 2
+    tau = (None if truth.tau is None
+           else float(truth.tau * np.exp(gate_sd * rng.standard_normal())))
+    return MoEParams(beta0, beta1, a, b, var, tau)
 
 
 def kmeans_responsibilities(X: np.ndarray, y: np.ndarray, k: int, rng,

@@ -45,7 +45,7 @@ def _loss_kind(df) -> str | None:
 
 
 def _load(results):
-    from .sweep import SWEEP_FILE, load_results
+    from .records import SWEEP_FILE, load_results
 
     if isinstance(results, (str, Path)):
         folder = Path(results)
@@ -77,8 +77,48 @@ def _capped_share(df) -> float:
     return _share(df, "loss_saturated", lambda s: s == True)  # noqa: E712
 
 
+def _uncertified_share(df) -> float:
+    """Share of the polished fits that are not certified maxima (NaN if not polished)."""
+    return _share(df, "certified", lambda s: s != True)  # noqa: E712
+
+
+def _degenerate_share(df) -> float:
+    """Share of the fits with a variance at the floor."""
+    return _share(df, "degenerate", lambda s: s == True)  # noqa: E712
+
+
+def _verdict_range(meta: dict) -> tuple[float, float]:
+    """The n-range the config declared for its verdicts (whole grid if none)."""
+    configs = meta.get("configs", [])
+    verdict = configs[0].get("verdict", {}) if configs else {}
+    return float(verdict.get("n_min", 0)), float(verdict.get("n_max", np.inf))
+
+
+def metric_values(part, metric: str, certified_only: bool = True) -> np.ndarray:
+    """A metric's values, NaN for fits that are not certified maxima.
+
+    Rates are rates of the maximum-likelihood estimate (docs/theory.md, "Certified
+    fits and inference"): with ``certified_only`` a fit the polish could not
+    certify (or a degenerate one) does not enter the rate. Results without the
+    ``certified`` column (unpolished sweeps) are used as they are; a sub-sweep in
+    which no fit is certified (top-K gates, whose maxima sit on selection
+    boundaries) uses its polished fits that did not fail.
+    """
+    import pandas as pd
+
+    values = pd.to_numeric(part[metric], errors="coerce").to_numpy(dtype=float)
+    if certified_only and "certified" in part.columns and part["certified"].notna().any():
+        certified = part["certified"].to_numpy() == True  # noqa: E712
+        if not certified.any():
+            # no fit could be certified (top-K maxima sit on selection boundaries):
+            # the polished fits that did not fail
+            certified = part["status"].to_numpy() == "ok"
+        values = np.where(certified, values, np.nan)
+    return values
+
+
 def rate_table(results, metrics=None, center: str = "median", theory: dict | None = None,
-               tolerance: float = 0.05):
+               tolerance: float = 0.05, certified_only: bool = True):
     """One row per (sub-sweep, metric): slope, 95% CI, constant, R^2, theory, agreement.
 
     ``in_ci`` says whether the confidence interval contains the theoretical slope;
@@ -94,12 +134,19 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
     center : {"median", "mean_log", "mean", "q90"}
     theory : dict, optional
         Theoretical slopes by metric (default: the config's ``[theory]``).
+    tolerance : float, default=0.05
+    certified_only : bool, default=True
+        Fit the rates on certified fits only (see :func:`metric_values`).
 
     Returns
     -------
     DataFrame
         Columns ``sub, label, metric, theory, slope, ci_low, ci_high, constant, r2,
-        n_points, note, in_ci, agrees``, plus ``failed`` (the share of the sub-sweep's
+        n_points, note, in_ci, agrees``, plus ``n_min``/``n_max`` (the n-range the
+        config declared for its verdicts, ``verdict.n_min``/``n_max``; the whole grid
+        if none), ``uncertified`` (the share of fits that are not certified maxima,
+        and ``uncertified_max_n`` its largest value at one n), ``degenerate`` (a
+        variance at the floor), ``failed`` (the share of the sub-sweep's
         fits that did not succeed, e.g. a degenerate variance) and ``capped`` (for the
         loss: the share of losses at the translation infimum's cap, see
         :func:`gmoe.losses.voronoi_loss`).
@@ -112,19 +159,29 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
         metrics = [m for m in dict.fromkeys(["loss", "loss_mass", "hellinger", *theory])
                    if m in df.columns]
     rows = []
+    n_min, n_max = _verdict_range(meta)
     for (sub, label), part in df.groupby(["sub", "label"], sort=True, dropna=False):
+        by_n = part.groupby("n")
         for metric in metrics:
             if metric not in part.columns:
                 continue
-            values = pd.to_numeric(part[metric], errors="coerce").to_numpy(dtype=float)
+            values = metric_values(part, metric, certified_only)
+            n = part["n"].to_numpy(dtype=float)
+            inside = (n >= n_min) & (n <= n_max)
+            uncertified = by_n.apply(_uncertified_share)
             row = {"sub": sub, "label": label if isinstance(label, str) else "",
                    "metric": metric, "theory": theory.get(metric, np.nan),
                    "failed": _failed_share(part),
-                   "capped": _capped_share(part) if metric == "loss" else np.nan}
+                   "uncertified": _uncertified_share(part),
+                   "uncertified_max_n": float(uncertified.max()) if len(uncertified) else np.nan,
+                   "degenerate": _degenerate_share(part),
+                   "capped": _capped_share(part) if metric == "loss" else np.nan,
+                   "n_min": float(n[inside].min()) if inside.any() else np.nan,
+                   "n_max": float(n[inside].max()) if inside.any() else np.nan}
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    fit = fit_rate(part["n"].to_numpy(dtype=float), values, center=center)
+                    fit = fit_rate(n[inside], values[inside], center=center)
             except ValueError as exc:
                 row.update(slope=np.nan, ci_low=np.nan, ci_high=np.nan, constant=np.nan,
                            r2=np.nan, n_points=0, note=str(exc))
@@ -184,8 +241,8 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
     for idx, ((_sub, label), part) in enumerate(df.groupby(["sub", "label"], sort=True,
                                                          dropna=False)):
         color = colors[idx % len(colors)]
-        values = pd.to_numeric(part[metric], errors="coerce")
-        grouped = pd.DataFrame({"n": part["n"], "v": values}).groupby("n")["v"]
+        values = metric_values(part, metric)
+        grouped = pd.DataFrame({"n": part["n"].to_numpy(), "v": values}).groupby("n")["v"]
         ns = np.array(sorted(grouped.groups))
         mid = grouped.apply(lambda s: loss_center(s.to_numpy(), center)).to_numpy()
         if band == "sd":
@@ -201,14 +258,17 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
         name = label if isinstance(label, str) and label else "empirical"
         ax.errorbar(ns, mid, yerr=yerr, fmt="o", ms=3.5, color=color, alpha=0.75,
                     elinewidth=0.8, capsize=0, label=f"{name} ({center})")
+        n_all = part["n"].to_numpy(dtype=float)
+        n_min, n_max = _verdict_range(meta)
+        inside = (n_all >= n_min) & (n_all <= n_max)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                rate = fit_rate(part["n"].to_numpy(dtype=float), values.to_numpy(dtype=float),
-                                center=center)
+                rate = fit_rate(n_all[inside], values[inside], center=center)
         except ValueError:
             continue
-        grid = np.geomspace(ns.min(), ns.max(), 50)
+        # the fitted line spans the declared verdict range only
+        grid = np.geomspace(max(ns.min(), n_min), min(ns.max(), n_max), 50)
         ax.plot(grid, rate.constant * grid**rate.slope, "-", color=color, lw=1.8,
                 label=f"fit ${rate.label()}$")
         if anchor is None:
@@ -271,6 +331,10 @@ def plot_failures(results, ax=None, title: str | None = None):
         ns = np.array(sorted(by_n.groups))
         failed = by_n.apply(_failed_share).to_numpy()
         ax.plot(ns, failed, "o-", ms=3.5, color=color, label=f"{name}: failed fits")
+        if "certified" in part.columns and part["certified"].notna().any():
+            uncertified = by_n.apply(_uncertified_share).to_numpy()
+            ax.plot(ns, uncertified, "^:", ms=3.5, color=color,
+                    label=f"{name}: not certified (incl. degenerate)")
         if "loss_saturated" in part.columns:
             capped = by_n.apply(_capped_share).to_numpy()
             ax.plot(ns, capped, "s--", ms=3, color=color, alpha=0.7,
@@ -301,7 +365,8 @@ def plot_sweep(out_dir, metrics=None, center: str = "median", formats=("png", "p
     df, meta = _load(out_dir)
     theory = _theories(meta)
     # the failures figure goes with the default set of figures only
-    failures = metrics is None and (_failed_share(df) > 0 or _capped_share(df) > 0)
+    failures = metrics is None and (_failed_share(df) > 0 or _capped_share(df) > 0
+                                    or _uncertified_share(df) > 0)
     metrics = default_metrics(df, theory) if metrics is None else metrics
     dest = Path(out_dir) if dest is None else Path(dest)
     dest.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import os
 import time
 import warnings
@@ -18,15 +16,18 @@ from threadpoolctl import threadpool_limits
 from .config import SimConfig, load_config
 from .em import fit_em
 from .model import GaussianMoE
+from .records import (
+    RESULTS_FILE,
+    SWEEP_FILE,
+    ResultsFolder,
+    ResultsMismatchError,
+    _jsonable,
+    load_results,
+)
 
-__all__ = ["run_sweep", "load_results", "SweepResult", "RESULTS_FILE", "ResultsMismatchError"]
-
-RESULTS_FILE = "results.jsonl"
-SWEEP_FILE = "sweep.json"
-
-
-class ResultsMismatchError(ValueError):
-    """The results file in an output folder belongs to another config."""
+# the results folder's files are gmoe.records'; their names are re-exported here
+__all__ = ["run_sweep", "load_results", "SweepResult", "RESULTS_FILE", "SWEEP_FILE",
+           "ResultsMismatchError"]
 
 
 @dataclass(frozen=True)
@@ -61,22 +62,6 @@ def evaluation_x(cfg: SimConfig) -> np.ndarray:
     # a stream of its own, apart from every task's (n_index, rep) key
     stream = np.random.SeedSequence(cfg.seed, spawn_key=(2**31,))
     return law.draw(n_x, np.random.default_rng(stream))
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    return value
 
 
 def compute_metrics(cfg: SimConfig, fit, truth_model: GaussianMoE, X, y,
@@ -170,8 +155,15 @@ def run_task(cfg: SimConfig, task: Task, x_eval: np.ndarray) -> dict:
                          max_iter=fit_cfg["max_iter"], rng=np.random.default_rng(fit_seed),
                          truth=cfg.truth_params, stop=fit_cfg["stop"],
                          init_scale=fit_cfg["init_scale"],
-                         accelerate=fit_cfg.get("accelerate", False), warn=False)
+                         accelerate=fit_cfg.get("accelerate", False),
+                         polish=fit_cfg.get("polish", False), gtol=fit_cfg.get("gtol", 1e-8),
+                         var_floor=fit_cfg.get("var_floor"), warn=False)
             record["fit_seconds"] = fit.seconds
+            record["certified"] = fit.certified
+            record["degenerate"] = fit.degenerate
+            if fit.polished:
+                record.update(grad_norm=fit.grad_norm, polish_gain=fit.polish_gain,
+                              polish_iter=fit.polish_iter, em_loglik=fit.em_loglik)
             record.update(compute_metrics(cfg, fit, truth, X, y, x_eval))
             record["params"] = fit.params.to_dict()
             record["status"] = "ok" if fit.success else "failed"
@@ -186,37 +178,6 @@ def run_task(cfg: SimConfig, task: Task, x_eval: np.ndarray) -> dict:
 def sweep_hash(configs: list[SimConfig]) -> str:
     """Hash of the sub-sweeps' config hashes, stored in ``sweep.json``."""
     return hashlib.sha256("|".join(c.hash for c in configs).encode()).hexdigest()[:16]
-
-
-def _read_records(path: Path, repair: bool = False) -> list[dict]:
-    """Complete records of a results file; a torn last line is dropped (and cut off if repair)."""
-    if not path.exists():
-        packed = path.with_name(path.name + ".gz")
-        if not packed.exists():
-            return []
-        import gzip
-
-        # an archived (committed) sweep: read-only, complete lines
-        data = gzip.decompress(packed.read_bytes())
-        repair = False
-    else:
-        data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end < len(data) and repair:
-        with open(path, "r+b") as fh:  # cut the torn tail so appends start on a fresh line
-            fh.truncate(end)
-            fh.flush()
-            os.fsync(fh.fileno())
-    records = []
-    for lineno, line in enumerate(data[:end].splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise ValueError(f"{path}: line {lineno} is not valid JSON (the file is damaged "
-                             "beyond a torn last line)") from None
-    return records
 
 
 @dataclass
@@ -307,14 +268,19 @@ def run_sweep(config, out_dir, n_jobs: int = -1, resume: bool = True, quick: boo
         Built-in name, TOML file, dict, or several (each becomes a sub-sweep).
     out_dir : str or Path
         Folder for ``results.jsonl`` (one JSON line per finished task, flushed and
-        fsync'ed as it arrives) and ``sweep.json`` (the resolved configs).
+        fsync'ed as it arrives) and ``sweep.json`` (the resolved configs and the
+        profile, ``"quick"``). One sweep at a time writes a folder: it holds a lock
+        on ``out_dir/.lock`` while it runs (see :class:`gmoe.records.ResultsFolder`).
     n_jobs : int, default=-1
         joblib workers (-1: all cores). Results do not depend on it.
     resume : bool, default=True
         Skip tasks already in the results file (a torn last line is dropped). With
         False, an existing results file is replaced.
     quick : bool, default=False
-        Apply the config's ``[quick]`` profile.
+        Apply the config's ``[quick]`` profile to a name, path or dict, and record
+        it in ``sweep.json``. :class:`SimConfig` objects are run as they are: pass
+        ``quick=True`` with configs loaded by ``load_config(..., quick=True)`` so that
+        the record says so.
     grid : dict, optional
         Extra ``{"dotted.key": [values]}`` settings to sweep.
     progress : bool, default=True
@@ -334,6 +300,13 @@ def run_sweep(config, out_dir, n_jobs: int = -1, resume: bool = True, quick: boo
     ------
     ResultsMismatchError
         The folder holds results of another config.
+    gmoe.records.ResultsLockedError
+        Another sweep is writing the folder.
+    gmoe.records.ResultsNotWritableError
+        The folder or a file in it cannot be written.
+    gmoe.records.DamagedResultsError
+        A line of the results file before the last is damaged; the message says how
+        to recover (``gmoe repair``).
     """
     if backend not in ("loky", "threading", "multiprocessing", "dask"):
         raise ValueError(f"unknown backend {backend!r}; expected 'loky', 'threading', "
@@ -346,46 +319,25 @@ def run_sweep(config, out_dir, n_jobs: int = -1, resume: bool = True, quick: boo
                               "dask[distributed]: pip install 'gmoe[dask]'") from None
     configs = _as_configs(config, quick, grid)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / RESULTS_FILE
-    shash = sweep_hash(configs)
-    meta = {"sweep_hash": shash, "quick": quick,
+    meta = {"sweep_hash": sweep_hash(configs), "quick": bool(quick),
             "configs": [c.to_dict() for c in configs]}
-    meta_path = out / SWEEP_FILE
-    if resume and path.exists():
-        old = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        if old.get("sweep_hash") not in (None, shash):
-            raise ResultsMismatchError(
-                f"{out} holds results of another config (hash {old.get('sweep_hash')} != "
-                f"{shash}); use another output folder or resume=False")
-    elif path.exists():
-        path.unlink()
-    meta_path.write_text(json.dumps(_jsonable(meta), indent=1))
-
-    done = set()
-    if resume:
-        hashes = {c.hash for c in configs}
-        for rec in _read_records(path, repair=True):
-            if rec.get("config_hash") not in hashes:
-                raise ResultsMismatchError(
-                    f"{path} has a record of another config (hash {rec.get('config_hash')}); "
-                    "use another output folder or resume=False")
-            done.add(rec["task"])
     tasks = [Task(s, i, r, n) for s, c in enumerate(configs)
              for i, n in enumerate(c.n_values) for r in range(c.reps)]
-    pending = [t for t in tasks if t.key not in done]
-    pending.sort(key=lambda t: -t.n)  # longest first: better load balance
     x_evals = [evaluation_x(c) for c in configs]
-
-    start = time.perf_counter()
-    n_failed = 0
     bar = None
-    if progress and pending:
-        from tqdm.auto import tqdm
+    # one writer per folder: a second sweep into it stops here (ResultsLockedError)
+    with ResultsFolder(out) as folder:
+        done = folder.start(meta, {c.hash for c in configs}, resume)
+        pending = [t for t in tasks if t.key not in done]
+        pending.sort(key=lambda t: -t.n)  # longest first: better load balance
+        start = time.perf_counter()
+        n_failed = 0
+        if progress and pending:
+            from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(pending), desc=configs[0].name, unit="fit", dynamic_ncols=True)
-    try:
-        with open(path, "a", encoding="utf-8") as fh:
+            bar = tqdm(total=len(pending), desc=configs[0].name, unit="fit",
+                       dynamic_ncols=True)
+        try:
             if backend == "dask":
                 stream = _dask_stream(pending, configs, x_evals, n_jobs, scheduler)
             elif n_jobs == 1:
@@ -395,67 +347,14 @@ def run_sweep(config, out_dir, n_jobs: int = -1, resume: bool = True, quick: boo
                 stream = Parallel(n_jobs=n_jobs, backend=backend,
                                   return_as="generator_unordered")(jobs)
             for record in stream:
-                fh.write(json.dumps(record) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+                folder.append(record)
                 if record["status"] != "ok":
                     n_failed += 1
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(failed=n_failed, refresh=False)
-    finally:
-        if bar is not None:
-            bar.close()
+        finally:
+            if bar is not None:
+                bar.close()
     return SweepResult(out, configs, len(tasks), len(pending), len(tasks) - len(pending),
                        n_failed, time.perf_counter() - start)
-
-
-def _flatten(rec: dict) -> dict:
-    row = {k: v for k, v in rec.items()
-           if k not in ("parameter_errors", "params", "shift", "metric_errors")}
-    pe = rec.get("parameter_errors")
-    if pe:
-        by_size: dict = {}
-        for j, atom in enumerate(pe.get("atoms", [])):
-            size = atom.get("cell_size", 0)
-            for key in ("weight", "beta1", "a", "b", "var"):
-                value = atom.get("weight_error" if key == "weight" else key)
-                row[f"{key}_atom{j}"] = value
-                if size and value is not None:
-                    slot = by_size.setdefault((key, size), [])
-                    slot.append(value)
-            row[f"size_atom{j}"] = size
-            # the heaviest and the lightest atom of a cell of two or more
-            for part in ("heavy", "light"):
-                for key, value in (atom.get(part) or {}).items():
-                    if value is not None:
-                        by_size.setdefault((key, f"{size}_{part}"), []).append(value)
-            if atom.get("light_share") is not None:
-                by_size.setdefault(("light_share", size), []).append(atom["light_share"])
-        for (key, size), values in by_size.items():
-            row[f"{key}_size{size}"] = max(values)
-        if pe.get("tau_error") is not None:
-            row["tau_error"] = pe["tau_error"]
-    return row
-
-
-def load_results(out_dir):
-    """The results of a sweep folder as a pandas DataFrame, one row per task.
-
-    Reads ``results.jsonl``, or the archived ``results.jsonl.gz`` of a committed
-    figure folder.
-
-    Per-parameter errors are flattened: ``{param}_atom{j}`` for true atom j and
-    ``{param}_size{s}`` for the largest error over true atoms whose Voronoi cell has
-    s fitted atoms (param in weight, beta1, a, b, var).
-    """
-    import pandas as pd
-
-    path = Path(out_dir) / RESULTS_FILE
-    if not path.exists() and not path.with_name(RESULTS_FILE + ".gz").exists():
-        raise FileNotFoundError(f"no {RESULTS_FILE} (or {RESULTS_FILE}.gz) in {out_dir}")
-    rows = [_flatten(r) for r in _read_records(path)]
-    df = pd.DataFrame(rows)
-    if not df.empty:
-        df = df.sort_values(["sub", "n", "rep"]).reset_index(drop=True)
-    return df

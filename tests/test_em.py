@@ -109,8 +109,18 @@ def test_explicit_params_init_at_the_mle_stops_immediately(paper_truth):
 def test_max_iter_reached_warns_and_reports(paper_truth):
     X, y = GaussianMoE(SoftmaxGate(), paper_truth).sample(500, rng=1)
     with pytest.warns(ConvergenceWarning):
-        fit = fit_em(X, y, 3, init="random", max_iter=2, rng=0, tol=0.0)
+        fit = fit_em(X, y, 3, init="random", max_iter=2, rng=0, tol=0.0, polish=False)
     assert not fit.converged and fit.stopped_by == "max_iter" and fit.n_iter == 2
+
+
+def test_polish_certifies_where_em_stopped_early(paper_truth):
+    # EM stopped after 2 iterations; the polish still reaches a zero score and records
+    # that EM did not converge
+    X, y = GaussianMoE(SoftmaxGate(), paper_truth).sample(500, rng=1)
+    fit = fit_em(X, y, 2, init="near_truth", truth=paper_truth, max_iter=2, rng=0, tol=0.0)
+    assert not fit.converged and fit.stopped_by == "max_iter"
+    assert fit.certified and fit.grad_norm <= 1e-8
+    assert fit.polish_gain >= 0 and fit.loglik == pytest.approx(fit.em_loglik + fit.polish_gain)
 
 
 def test_per_sample_stop_rule_is_recorded(paper_truth):

@@ -92,7 +92,7 @@ class Gate(ABC):
     def n_params(self, k: int, d: int) -> int:
         """Number of free gating parameters (for BIC/AIC)."""
         free = (k - 1) * (d + 1) if self.shifts_slopes else (k - 1) + k * d
-        return free + int(self.has_tau and getattr(self, "learn_tau", False))
+        return free + int(self.learns_tau)
 
     @property
     def min_experts(self) -> int:
@@ -106,6 +106,79 @@ class Gate(ABC):
     def effective_intercepts(self, params: MoEParams) -> np.ndarray:
         """Intercept of each expert's logit (beta0, or beta0 / tau): atom weights are exp of it."""
         return params.beta0 if params.tau is None else params.beta0 / params.tau
+
+    # ------------------------------------------------- free parametrisation
+    def free_layout(self, k: int, d: int) -> list[tuple[str, tuple[int, ...]]]:
+        """The free gating entries of normal-form parameters, in the free vector's order.
+
+        Each entry is ``(field, index)`` of :class:`MoEParams` (``("tau", ())`` for a
+        learned temperature, which the free vector holds as ``log tau``). Expert by
+        expert, ``beta1_i`` then ``beta0_i`` for the experts whose gating parameters
+        the normal form leaves free; a gate whose symmetry shifts intercepts only
+        also frees the last expert's slopes. See docs/theory.md, "Certified fits".
+        """
+        layout: list[tuple[str, tuple[int, ...]]] = []
+        for i in range(k - 1):
+            layout += [("beta1", (i, j)) for j in range(d)]
+            layout.append(("beta0", (i,)))
+        if not self.shifts_slopes:
+            layout += [("beta1", (k - 1, j)) for j in range(d)]
+        if self.learns_tau:
+            layout.append(("tau", ()))
+        return layout
+
+    @property
+    def learns_tau(self) -> bool:
+        """True if the temperature is a free parameter (estimated by maximum likelihood)."""
+        return bool(self.has_tau and getattr(self, "learn_tau", False))
+
+    def free_vector(self, params: MoEParams) -> np.ndarray:
+        """The free gating parameters of ``params`` (put in normal form), 1-d array."""
+        params = self.normal_form(self.prepare(params))
+        out = [np.log(params.tau) if name == "tau" else getattr(params, name)[index]
+               for name, index in self.free_layout(params.k, params.d)]
+        return np.array(out, dtype=float)
+
+    def from_free_vector(self, theta: np.ndarray, params: MoEParams) -> MoEParams:
+        """``params`` with the gating part replaced by the free vector ``theta``."""
+        k, d = params.k, params.d
+        beta0, beta1 = np.zeros(k), np.zeros((k, d))
+        tau = self.prepare(params).tau
+        for value, (name, index) in zip(theta, self.free_layout(k, d), strict=True):
+            if name == "tau":
+                tau = float(np.exp(value))
+            else:
+                (beta0 if name == "beta0" else beta1)[index] = value
+        return params.replace(beta0=beta0, beta1=beta1, tau=tau)
+
+    def is_sparse(self, k: int) -> bool:
+        """True if some experts get weight exactly 0 at some x (top-K with K < k): the
+        likelihood is then not differentiable where the selection changes."""
+        return False
+
+    def selection_mask(self, design: Design, params: MoEParams) -> np.ndarray | None:
+        """Experts each point may use, bool (k, n); None when every expert is (dense gates)."""
+        return None
+
+    @abstractmethod
+    def free_state(self, theta: np.ndarray, design: Design, k: int,
+                   mask: np.ndarray | None = None):
+        """Everything the score needs at the free vector ``theta``.
+
+        Returns an object with attribute ``log_w`` (the log weights, (k, n), ``-inf``
+        outside ``mask``); pass it to :meth:`free_score`. With a ``mask`` (top-K) the
+        selection is held at it instead of recomputed from ``theta``.
+        """
+
+    @abstractmethod
+    def free_score(self, state, design: Design, resp_T: np.ndarray,
+                   mask: np.ndarray | None = None) -> np.ndarray:
+        """Gradient of ``sum_n sum_i r_ni log g_i(x_n)`` in the free vector.
+
+        ``resp_T`` (k, n) may carry sample weights (columns summing to the weight);
+        with posterior responsibilities this is the gating part of the score of the
+        observed log-likelihood (Fisher's identity).
+        """
 
     @abstractmethod
     def m_step(self, design: Design, resp_T: np.ndarray, params: MoEParams,

@@ -228,6 +228,17 @@ class SmoothGate(Gate):
                             resp_T.shape[0], mask)
         return self._grad_fisher(point, design, resp_T, mask)[1]
 
+    # ------------------------------------------------------------ score
+    def free_state(self, theta, design: Design, k: int, mask=None) -> _Point:
+        theta = np.asarray(theta, dtype=float)
+        beta0, beta1, tau = self._arrays(theta, k, design.d)
+        eta, cache = self._eta(beta0, beta1, tau, design)
+        log_w, P, _ = masked_log_softmax_T(eta, mask)
+        return _Point(theta, eta, cache, log_w, P, np.nan)
+
+    def free_score(self, state: _Point, design: Design, resp_T, mask=None) -> np.ndarray:
+        return self._grad_fisher(state, design, resp_T, mask, fisher=False)[0]
+
     # ----------------------------------------------------------- maximiser
     def _maximize(self, theta, design: Design, resp_T, k: int,
                   mask=None) -> tuple[_Point, float, int, list]:

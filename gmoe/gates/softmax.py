@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy.linalg.lapack import dposv as _posv
 
@@ -69,6 +71,13 @@ def newton_solve(H: np.ndarray, g: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(H, g, rcond=None)[0]
 
 
+class _SoftmaxState(NamedTuple):
+    """Log weights and weights at one free vector (see :meth:`Gate.free_state`)."""
+
+    log_w: np.ndarray
+    P: np.ndarray
+
+
 class SoftmaxGate(Gate):
     """Softmax gating: ``g_i(x) = softmax_i(beta1_i^T x + beta0_i)``.
 
@@ -107,6 +116,16 @@ class SoftmaxGate(Gate):
         eta = params.beta1 @ design.XT
         eta += params.beta0[:, None]
         return log_softmax_T(eta)[0]
+
+    def free_state(self, theta, design, k, mask=None):
+        coef = np.zeros((k, design.p))
+        coef[:-1] = np.reshape(theta, (k - 1, design.p))
+        log_w, P, _ = log_softmax_T(coef @ design.ZT)
+        return _SoftmaxState(log_w, P)
+
+    def free_score(self, state, design, resp_T, mask=None):
+        G = resp_T[:-1] - state.P[:-1] * resp_T.sum(axis=0)
+        return (G @ design.ZT.T).ravel()
 
     def m_step(self, design, resp_T, params, log_w_T, log_phi_T=None):
         k, p = params.k, design.p

@@ -247,6 +247,12 @@ class TopKGate(SmoothGate):
             score = (beta1 @ design.XT + beta0[:, None]) if eta is None else eta
         return top_k_mask(score, self.K)
 
+    def is_sparse(self, k: int) -> bool:
+        return self.K < k
+
+    def selection_mask(self, design: Design, params: MoEParams) -> np.ndarray | None:
+        return self._mask(params.beta0, params.beta1, design)
+
     def selection(self, X, params: MoEParams) -> np.ndarray:
         """The selected experts S(x_n), bool array of shape (n_samples, k).
 
