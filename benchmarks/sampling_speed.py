@@ -1,4 +1,6 @@
-"""Sampling speed: time to draw n = 1e3 ... 1e6 samples from the DESIGN §6 model.
+"""Sampling speed: time to draw n = 1e3 ... 1e6 samples from the reference model.
+
+The model is the truth of docs/theory.md, "The reference setting".
 
 Run by hand: ``python benchmarks/sampling_speed.py [--repeats 21]``. Prints a table
 of the median (and the minimum) wall time of ``GaussianMoE(SoftmaxGate(), truth)
@@ -19,7 +21,7 @@ import numpy as np
 
 from gmoe import GaussianMoE, MoEParams, SoftmaxGate
 
-#: DESIGN §6: d = 1, k* = 2, X ~ U[0, 1].
+#: docs/theory.md, "The reference setting": d = 1, k* = 2, X ~ U[0, 1].
 TRUTH = MoEParams(beta0=[-8.0, 0.0], beta1=[[25.0], [0.0]], a=[[-20.0], [20.0]],
                   b=[15.0, -5.0], var=[0.3**2, 0.4**2])
 
@@ -48,7 +50,7 @@ def main() -> None:
         rng.random(n)
         rng.standard_normal(n)
 
-    print(f"# gmoe sampling speed, DESIGN §6 model (d = 1, k = 2, X ~ U[0,1]); "
+    print(f"# gmoe sampling speed, reference model (d = 1, k = 2, X ~ U[0,1]); "
           f"numpy {np.__version__}, python {platform.python_version()}; "
           f"median of {args.repeats} repeats; load average {os.getloadavg()[0]:.2f} "
           f"on {os.cpu_count()} CPUs")

@@ -2,12 +2,13 @@
 
 Run by hand: ``python benchmarks/squarem.py [--seeds 8] [--sizes 1000 3000]``.
 
-For each data set (DESIGN §6 truth, k = 3 fitted, near-truth start) plain EM runs to
-its stop at a relative change of 1e-10, and the accelerated EM is timed by the
-M-steps it needs to REACH plain EM's final log-likelihood (within 1e-10 relative):
-since EM runs are deterministic, the smallest ``max_iter`` at which the accelerated
-fit's log-likelihood reaches the target is that count. Prints one row per data set
-and the median ratio per n. Not part of the test suite.
+For each data set (the truth of docs/theory.md, "The reference setting"; k = 3 fitted,
+near-truth start) plain EM runs to its stop at a relative change of 1e-10, and the
+accelerated EM is timed by the M-steps it needs to REACH plain EM's final
+log-likelihood (within 1e-10 relative): since EM runs are deterministic, the smallest
+``max_iter`` at which the accelerated fit's log-likelihood reaches the target is that
+count. Prints one row per data set and the median ratio per n. Not part of the test
+suite.
 """
 
 from __future__ import annotations

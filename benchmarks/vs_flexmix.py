@@ -4,11 +4,12 @@ Run by hand: ``python benchmarks/vs_flexmix.py [--n 1000 10000 100000] [--reps 1
 Needs ``Rscript`` with the flexmix package; without them it prints one line and
 exits 0. Not part of the test suite.
 
-Data: the DESIGN §6 truth (d = 1, k* = 2, X ~ U[0, 1]) sampled by gmoe, written to
-a CSV file; the flexmix fits run in ``vs_flexmix.R`` (FLXMRglm gaussian experts
-``y ~ x``, FLXPmultinom(~ x) concomitant = softmax gate, minprior = 0, iter.max =
-2000, tolerance = 1e-6); gmoe runs ``fit_em`` with tol = 1e-6, max_iter = 2000.
-Both fit k = 2 (exact) and k = 3 (over-specified) on every data set.
+Data: the reference-setting truth (docs/theory.md, "The reference setting"; d = 1,
+k* = 2, X ~ U[0, 1]) sampled by gmoe, written to a CSV file; the flexmix fits run in
+``vs_flexmix.R`` (FLXMRglm gaussian experts ``y ~ x``, FLXPmultinom(~ x) concomitant =
+softmax gate, minprior = 0, iter.max = 2000, tolerance = 1e-6); gmoe runs ``fit_em``
+with tol = 1e-6, max_iter = 2000. Both fit k = 2 (exact) and k = 3 (over-specified) on
+every data set.
 
 Starting points (``--flexmix-init kmeans``, the default): for each (data set, k)
 the k-means labels that ``fit_em(init="kmeans", rng=seed)`` draws for its first
@@ -54,7 +55,7 @@ from gmoe import GaussianMoE, MoEParams, SoftmaxGate, fit_em
 from gmoe._design import Design
 from gmoe.initialization import kmeans_responsibilities, params_from_responsibilities
 
-#: DESIGN §6: d = 1, k* = 2, X ~ U[0, 1].
+#: docs/theory.md, "The reference setting": d = 1, k* = 2, X ~ U[0, 1].
 TRUTH = MoEParams(beta0=[-8.0, 0.0], beta1=[[25.0], [0.0]], a=[[-20.0], [20.0]],
                   b=[15.0, -5.0], var=[0.3**2, 0.4**2])
 KS = (2, 3)
@@ -331,7 +332,8 @@ def plot(rows: list[dict], path: Path) -> None:
         axis.set_xlabel("n (sample size)")
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=7, ncol=2)
-    fig.suptitle("gmoe vs flexmix, DESIGN §6 data (median over data sets, min-max bars)",
+    fig.suptitle("gmoe vs flexmix, reference-setting data (median over data sets, "
+                 "min-max bars)",
                  fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ COLORS = ["#1f77b4", "#d62728", "#2ca02c"]
 GATE_PARAMS = MoEParams(beta0=[0.0, 0.5, 0.0], beta1=[[3.0], [-2.0], [0.0]],
                         a=np.zeros((3, 1)), b=[0.0, 0.0, 0.0], var=[1.0, 1.0, 1.0])
 
-#: The published reference setting of DESIGN section 6 (softmax gate).
+#: The published reference setting (docs/theory.md, "The reference setting"; softmax gate).
 PAPER_TRUTH = MoEParams(beta0=[-8.0, 0.0], beta1=[[25.0], [0.0]], a=[[-20.0], [20.0]],
                         b=[15.0, -5.0], var=[0.3**2, 0.4**2])
 
@@ -86,7 +86,7 @@ def draw_gates(path: Path) -> None:
 
 
 def draw_sample(path: Path) -> None:
-    """Data from the DESIGN section 6 truth, coloured by the expert that drew them."""
+    """Data from the reference-setting truth, coloured by the expert that drew them."""
     model = GaussianMoE(SoftmaxGate(), PAPER_TRUTH)
     rng = np.random.default_rng(0)
     X, y = model.sample(1500, rng=rng)
@@ -104,7 +104,7 @@ def draw_sample(path: Path) -> None:
     ax.plot(grid[:, 0], model.predict(grid), "k--", lw=1.2, label="E[y | x]")
     ax.set_ylabel("y")
     ax.legend(fontsize=8)
-    ax.set_title("1500 draws from the reference setting (DESIGN §6)", fontsize=10)
+    ax.set_title("1500 draws from the reference setting", fontsize=10)
     w = np.exp(model.log_weights(grid))
     for i in range(2):
         axg.plot(grid[:, 0], w[:, i], color=COLORS[i], lw=2)

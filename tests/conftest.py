@@ -6,7 +6,8 @@ from gmoe import MoEParams
 
 @pytest.fixture
 def paper_truth() -> MoEParams:
-    """The published DESIGN §6 setting (d = 1, k* = 2, softmax gate)."""
+    """The published reference setting (docs/theory.md, "The reference setting"; d = 1,
+    k* = 2, softmax gate)."""
     return MoEParams(beta0=[-8.0, 0.0], beta1=[[25.0], [0.0]], a=[[-20.0], [20.0]],
                      b=[15.0, -5.0], var=[0.3**2, 0.4**2])
 

@@ -33,7 +33,7 @@ _SIGMA = {
 
 
 def brute_weights(gate, params: MoEParams, x) -> list[float]:
-    """g_i(x) from the definitions in DESIGN §2, one expert at a time."""
+    """g_i(x) from the definitions in docs/theory.md, "Models", one expert at a time."""
     k = params.k
     slope = [float(params.beta1[i] @ x) for i in range(k)]
     if isinstance(gate, TopKGate):
