@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -69,11 +70,14 @@ def _cmd_run(args) -> int:
     configs = load_config(args.config, quick=args.quick)
     out = Path(args.out) if args.out else _default_out(configs[0].name, args.quick)
     result = run_sweep(configs, out, n_jobs=args.n_jobs, resume=not args.no_resume,
-                       progress=not args.no_progress, backend=args.backend,
+                       quick=args.quick, progress=not args.no_progress, backend=args.backend,
                        scheduler=args.scheduler)
-    print(result.summary())
-    print(_write_rates(out, args.center))
+    # every file is written before anything is printed: a reader that goes away
+    # (`gmoe run ... | head`) cannot leave the folder without its table or plots
+    rates = _write_rates(out, args.center)
     files = plot_sweep(out, center=args.center)
+    print(result.summary())
+    print(rates)
     for path in files:
         if path.suffix == ".png":
             print(f"plot: {path}")
@@ -107,29 +111,166 @@ def _cmd_plot(args) -> int:
     return 0
 
 
-def _cmd_fit(args) -> int:
+def _column_name(name, header: bool) -> str:
+    """How a message names a column: 'x2' with a header, 2 (from 0) without."""
+    return f"column {name!r}" if header else f"column {name}"
+
+
+def _find_column(spec: str, columns: list, header: bool, option: str, path: Path):
+    """The column that ``--y`` or ``--index-col`` names: a header name, or a position."""
+    if spec in columns:
+        return spec
+    if spec.isdigit() and int(spec) < len(columns):
+        return columns[int(spec)]
+    shown = ", ".join(map(str, columns)) if header else f"0 to {len(columns) - 1}"
+    raise CLIError(f"gmoe fit: no column {spec!r} in {path} ({option}); columns: {shown}")
+
+
+def _read_table(path: Path, header: bool, index_col: str | None, y_col: str | None):
+    """Read a CSV of numbers with pandas: (X, y, feature names, response name).
+
+    Every cell must be a finite number; the first one that is not is reported with its
+    line in the file and its column, as one line.
+    """
     import numpy as np
+    import pandas as pd
+
+    try:
+        # every cell as text: the checks below can then name what they found
+        table = pd.read_csv(path, header=0 if header else None, dtype=str,
+                            keep_default_na=False, na_filter=False, skip_blank_lines=False,
+                            skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise CLIError(f"gmoe fit: {path} is empty") from None
+    except pd.errors.ParserError as exc:
+        detail = " ".join(str(exc).split())
+        raise CLIError(f"gmoe fit: cannot read {path} as CSV: {detail}") from None
+    except UnicodeDecodeError:
+        raise CLIError(f"gmoe fit: {path} is not a text (UTF-8) CSV file") from None
+    columns = list(table.columns)
+    if not header:
+        table.columns = columns = [str(c) for c in columns]
+    first_line = 2 if header else 1  # the file line of the first data row
+    # blank lines at the end are harmless; elsewhere they are reported below
+    filled = (table.fillna("").apply(lambda c: c.str.strip()) != "").any(axis=1).to_numpy()
+    last = np.flatnonzero(filled)
+    table = table.iloc[: last[-1] + 1 if last.size else 0]
+    if table.empty:
+        raise CLIError(f"gmoe fit: {path} has no data rows"
+                       + (" below its header" if header else ""))
+    if header:
+        _check_header(path, columns, index_col)
+    if index_col is not None:
+        table = table.drop(columns=_find_column(index_col, columns, header, "--index-col",
+                                                path))
+        columns = list(table.columns)
+    blank = np.flatnonzero(~filled[: len(table)])
+    if blank.size:
+        raise CLIError(f"gmoe fit: {path}, line {blank[0] + first_line} is blank")
+    ycol = columns[-1] if y_col is None else _find_column(y_col, columns, header, "--y", path)
+    xcols = [c for c in columns if c != ycol]
+    if not xcols:
+        raise CLIError(f"gmoe fit: {path} needs at least one feature column besides "
+                       f"{_column_name(ycol, header)}")
+    values = _numbers(table, path, header, first_line)
+    X = values[xcols].to_numpy(dtype=float)
+    y = values[ycol].to_numpy(dtype=float)
+    if not header:
+        return X, y, [f"column {c}" for c in xcols], f"column {ycol}"
+    return X, y, [str(c) for c in xcols], str(ycol)
+
+
+def _check_header(path: Path, columns: list, index_col: str | None) -> None:
+    """Refuse a header that is data (a file without one) or has unnamed columns."""
+    import pandas as pd
+
+    as_numbers = pd.to_numeric(pd.Series(columns, dtype=str).str.strip(), errors="coerce")
+    if as_numbers.notna().all():
+        shown = ", ".join(str(c)[:12] for c in columns[:3]) + (", ..." if len(columns) > 3
+                                                                else "")
+        raise CLIError(f"gmoe fit: the first line of {path} ({shown}) looks like data, not "
+                       "column names; pass --no-header if the file has no header")
+    for pos, name in enumerate(columns):
+        if str(name).startswith("Unnamed: ") and index_col not in (str(pos), name):
+            if pos == 0:
+                raise CLIError(f"gmoe fit: the first column of {path} has no name, as "
+                               "pandas' to_csv writes the row index; pass --index-col 0 "
+                               "to use it as row labels")
+            raise CLIError(f"gmoe fit: column {pos} (from 0) of {path} has no name in the "
+                           "header")
+
+
+def _numbers(table, path: Path, header: bool, first_line: int):
+    """The table as floats; a cell that is not a finite number is reported, as one line."""
+    import numpy as np
+    import pandas as pd
+
+    text = table.fillna("").apply(lambda c: c.str.strip())
+    values = text.apply(lambda c: pd.to_numeric(c, errors="coerce")).astype(float)
+    bad = ~np.isfinite(values.to_numpy())
+    if not bad.any():
+        return values
+    row, col = np.argwhere(bad)[0]  # the first in reading order: by line, then column
+    raw = text.iat[row, col]
+    if raw == "":
+        what = "the cell is empty"
+    elif np.isnan(values.iat[row, col]) and raw.lower() not in ("nan", "+nan", "-nan"):
+        shown = raw if len(raw) <= 30 else raw[:27] + "..."
+        what = f"{shown!r} is not a number"
+    else:
+        what = f"{raw!r} is not a finite number"
+    more = int(bad.sum()) - 1
+    rest = f" (and {more} more such cell{'s' if more > 1 else ''})" if more else ""
+    raise CLIError(f"gmoe fit: {path}, line {row + first_line}, "
+                   f"{_column_name(table.columns[col], header)}: {what}{rest}")
+
+
+def _gate_from_options(args):
+    """The gate that ``--gate`` and its options describe (``make_gate`` checks them)."""
+    import inspect
+
+    from .gates import GATES, make_gate
+
+    spec = {"name": args.gate}
+    options = {"K": args.K, "rank_by": args.rank_by, "tau": args.tau,
+               "activation": args.activation, "learn_tau": False if args.fixed_tau else None}
+    spec.update({key: value for key, value in options.items() if value is not None})
+    try:
+        return make_gate(spec)
+    except ValueError as exc:
+        if args.gate not in GATES:
+            raise CLIError(f"gmoe fit: --gate: {exc}") from None
+        # say it in the command's words: which option the gate lacks or does not take
+        accepted = inspect.signature(GATES[args.gate]).parameters
+        flag = {"learn_tau": "--fixed-tau"}
+        alien = [flag.get(k, "--" + k.replace("_", "-")) for k in spec if k != "name"
+                 and k not in accepted]
+        missing = ["--" + k for k, p in accepted.items() if p.default is p.empty
+                   and k not in spec]
+        if alien:
+            raise CLIError(f"gmoe fit: the {args.gate} gate takes no {', '.join(alien)}") from None
+        if missing:
+            raise CLIError(f"gmoe fit: the {args.gate} gate needs {', '.join(missing)}") from None
+        raise CLIError(f"gmoe fit: {exc}") from None
+
+
+def _cmd_fit(args) -> int:
+    import warnings
 
     from .estimator import MoERegressor
 
     path = Path(args.data)
     if not path.is_file():
         raise CLIError(f"gmoe fit: no such file: {path}")
-    try:
-        data = np.genfromtxt(path, delimiter=",", names=True, dtype=float)
-    except ValueError as exc:
-        raise CLIError(f"gmoe fit: cannot read {path} as CSV with a header: {exc}") from None
-    names = list(data.dtype.names or [])
-    ycol = args.y or names[-1]
-    if ycol not in names:
-        raise CLIError(f"gmoe fit: no column {ycol!r} in {path}; columns: {', '.join(names)}")
-    xcols = [c for c in names if c != ycol]
-    if not xcols:
-        raise CLIError(f"gmoe fit: {path} needs at least one feature column besides {ycol!r}")
-    X = np.column_stack([data[c] for c in xcols])
-    y = np.asarray(data[ycol], dtype=float)
-    reg = MoERegressor(n_experts=args.k, gate=args.gate, n_init=args.n_init,
-                       random_state=args.seed).fit(X, y)
+    X, y, xcols, ycol = _read_table(path, header=not args.no_header,
+                                    index_col=args.index_col, y_col=args.y)
+    gate = _gate_from_options(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reg = MoERegressor(n_experts=args.k, gate=gate, n_init=args.n_init,
+                           random_state=args.seed).fit(X, y)
+    for w in caught:  # one line each, in the command's voice
+        print(f"gmoe fit: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
     print(f"features: {', '.join(xcols)}; response: {ycol}")
     print(reg.summary())
     if args.save:
@@ -137,6 +278,16 @@ def _cmd_fit(args) -> int:
 
         Path(args.save).write_text(json.dumps(reg.result_.to_dict(), indent=1))
         print(f"saved: {args.save}")
+    if not reg.result_.success:
+        print(f"gmoe fit: the fit failed: {reg.result_.reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_repair(args) -> int:
+    from .records import repair_results
+
+    print(repair_results(args.dir).summary())
     return 0
 
 
@@ -151,8 +302,19 @@ def _cmd_reproduce(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="gmoe", description="Gaussian mixture-of-experts simulations.")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    from . import __version__
+    from .gates import GATES
+    from .gates.activation import ACTIVATIONS
+    from .gates.topk import RANK_BY
+
+    centers = ", ".join(CENTERS)
+    center_help = (f"per-n summary that is plotted and fitted: {centers} (default: median)")
+    parser = _Parser(prog="gmoe", description="Gaussian mixtures of experts: simulation "
+                                                 "sweeps, their rates and plots, and fits.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print the gmoe version and exit")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND",
+                                help="one of these (gmoe COMMAND --help for its options):")
     sub.required = True
     p = sub.add_parser("list", help="list the built-in simulation configs")
     p.set_defaults(func=_cmd_list)
@@ -161,70 +323,141 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="built-in config name or path to a TOML file")
     p.add_argument("--quick", action="store_true", help="use the config's [quick] profile")
     p.add_argument("--n-jobs", type=int, default=-1, help="parallel workers (default: all)")
-    p.add_argument("--out", help="output folder (default results/NAME[-quick])")
-    p.add_argument("--no-resume", action="store_true", help="start afresh")
+    p.add_argument("--out", help="output folder (default results/NAME[-quick]); one run "
+                                 "at a time writes a folder")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start afresh: delete the folder's results first")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--center", default="median", choices=list(CENTERS))
-    p.add_argument("--backend", default="loky", choices=["loky", "threading", "dask"])
-    p.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:port)")
+    p.add_argument("--center", default="median", choices=list(CENTERS), metavar="CENTER",
+                   help=center_help)
+    p.add_argument("--backend", default="loky", choices=["loky", "threading", "dask"],
+                   help="where the tasks run: loky (processes, default), threading, or "
+                        "dask (needs gmoe[dask])")
+    p.add_argument("--scheduler", default=None,
+                   help="with --backend dask: the scheduler address (tcp://host:port); "
+                        "default: a local cluster")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("rates", help="print the rate table of a results folder")
-    p.add_argument("dir")
+    p.add_argument("dir", help="results folder (written by gmoe run)")
     p.add_argument("--metric", action="append",
                    help="metric to fit (repeatable; default: the losses and the config's "
                         "[theory] metrics)")
-    p.add_argument("--center", default="median", choices=list(CENTERS))
+    p.add_argument("--center", default="median", choices=list(CENTERS), metavar="CENTER",
+                   help=center_help)
     p.set_defaults(func=_cmd_rates)
 
     p = sub.add_parser("plot", help="draw the convergence-rate plots of a results folder")
-    p.add_argument("dir")
-    p.add_argument("--metric", action="append", help="metric to plot (repeatable)")
-    p.add_argument("--center", default="median", choices=list(CENTERS))
+    p.add_argument("dir", help="results folder (written by gmoe run)")
+    p.add_argument("--metric", action="append",
+                   help="metric to plot (repeatable; default: the losses and the config's "
+                        "[theory] metrics)")
+    p.add_argument("--center", default="median", choices=list(CENTERS), metavar="CENTER",
+                   help=center_help)
     p.add_argument("--dest", default=None, help="folder for the figures (default: DIR)")
     p.set_defaults(func=_cmd_plot)
 
+    p = sub.add_parser("repair", help="rewrite a damaged results file, keeping every intact "
+                                      "task (the original is backed up)")
+    p.add_argument("dir", help="results folder (written by gmoe run)")
+    p.set_defaults(func=_cmd_repair)
+
     p = sub.add_parser("reproduce", help="run every built-in config and redraw the figures")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--n-jobs", type=int, default=-1)
-    p.add_argument("--out", default="results")
+    p.add_argument("--quick", action="store_true", help="use each config's [quick] profile")
+    p.add_argument("--n-jobs", type=int, default=-1, help="parallel workers (default: all)")
+    p.add_argument("--out", default="results",
+                   help="folder of the results folders, one per config (default: results)")
     p.add_argument("--figures", default=None, help="also copy figures to this folder")
     p.add_argument("--name", action="append", help="only this built-in config (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_reproduce)
 
-    p = sub.add_parser("fit", help="fit a mixture of experts to a CSV file (header row)")
-    p.add_argument("data", help="CSV file; the last column is y unless --y says otherwise")
-    p.add_argument("--k", type=int, default=2, help="number of experts")
-    p.add_argument("--y", default=None, help="name of the response column")
-    p.add_argument("--gate", default="softmax")
-    p.add_argument("--n-init", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save", default=None, help="write the fit as JSON to this file")
+    p = sub.add_parser("fit", help="fit a mixture of experts to a CSV file of numbers")
+    p.add_argument("data", help="CSV file, one row per sample; the last column is y unless "
+                                "--y says otherwise")
+    p.add_argument("--k", type=int, default=2, help="number of experts (default: 2)")
+    p.add_argument("--y", default=None, metavar="NAME",
+                   help="the response column: its name, or with --no-header its position "
+                        "from 0 (default: the last column)")
+    p.add_argument("--no-header", action="store_true",
+                   help="the file has no header row; columns are numbered from 0")
+    p.add_argument("--index-col", default=None, metavar="COL",
+                   help="a column of row labels to leave out, by name or position from 0 "
+                        "(--index-col 0 for a file written by pandas' to_csv)")
+    p.add_argument("--gate", default="softmax", metavar="NAME",
+                   help=f"the gate: {', '.join(GATES)} (default: softmax)")
+    p.add_argument("--K", type=int, default=None,
+                   help="topk gate: how many experts each x selects (required with "
+                        "--gate topk)")
+    p.add_argument("--rank-by", default=None, metavar="RULE",
+                   help=f"topk gate: how experts are ranked, {' or '.join(RANK_BY)} "
+                        "(default: slope)")
+    p.add_argument("--tau", type=float, default=None,
+                   help="temperature and activation gates: the temperature, or its start "
+                        "value when it is learned (default: 1)")
+    p.add_argument("--fixed-tau", action="store_true",
+                   help="temperature and activation gates: keep --tau fixed, do not learn it")
+    p.add_argument("--activation", default=None, metavar="NAME",
+                   help=f"activation gate: {', '.join(ACTIVATIONS)} (default: tanh)")
+    p.add_argument("--n-init", type=int, default=5,
+                   help="restarts from k-means starts; the best log-likelihood wins "
+                        "(default: 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the starts (default: 0)")
+    p.add_argument("--save", default=None, metavar="FILE",
+                   help="write the fit as JSON to this file")
     p.set_defaults(func=_cmd_fit)
     return parser
 
 
 def main(argv=None) -> int:
-    """Entry point of the ``gmoe`` console script."""
+    """Entry point of the ``gmoe`` console script.
+
+    Exit status: 0 on success, 1 when ``gmoe fit`` fails or its reader goes away
+    (a closed pipe), 2 for bad input (one line on stderr), 130 when interrupted.
+    """
     from .config import ConfigError
-    from .sweep import ResultsMismatchError
+    from .records import ResultsFolderError
 
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
     except CLIError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    except (ConfigError, ResultsMismatchError, ValueError, FileNotFoundError,
+    except BrokenPipeError:
+        _silence_stdout()
+        return 1
+    except (ConfigError, ResultsFolderError, ValueError, FileNotFoundError,
             ImportError) as exc:
         print(f"gmoe: error: {exc}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:
+        print(f"gmoe: error: cannot write {exc.filename}: permission denied", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"gmoe: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gmoe: interrupted; finished tasks are saved, run the same command to resume",
               file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> None:
+    """The reader of stdout went away (``gmoe run ... | head``): point stdout at devnull.
+
+    As Python's documentation recommends (signal module, "Note on SIGPIPE"), so that
+    the interpreter's last flush at exit does not fail again with a traceback.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file (e.g. captured by a test)
+        pass
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .config import list_configs, load_config
+from .config import list_configs
 from .plots import plot_sweep, rate_table
 from .sweep import run_sweep
 
@@ -39,7 +39,7 @@ def reproduce(quick: bool = False, n_jobs: int = -1, out_root: Path | str = "res
     tables = []
     for name in names:
         out = Path(out_root) / (name + ("-quick" if quick else ""))
-        run_sweep(load_config(name, quick=quick), out, n_jobs=n_jobs, progress=progress)
+        run_sweep(name, out, quick=quick, n_jobs=n_jobs, progress=progress)
         table = rate_table(out)
         table.insert(0, "config", name)
         table.to_csv(out / "rates.csv", index=False)

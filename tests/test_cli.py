@@ -94,6 +94,10 @@ def test_reproduce_runs_named_builtin_and_copies_figures(tmp_path):
     assert (tmp_path / "fig" / "softmax-exact_loss.png").exists()
     assert (tmp_path / "fig" / "softmax-exact.rates.csv").exists()
     assert "hellinger" in proc.stdout
+    import json
+
+    meta = json.loads((tmp_path / "res" / "softmax-exact-quick" / "sweep.json").read_text())
+    assert meta["quick"] is True
 
 
 def test_dask_backend_without_dask_exits_2_naming_the_extra(monkeypatch, capsys):
@@ -102,3 +106,199 @@ def test_dask_backend_without_dask_exits_2_naming_the_extra(monkeypatch, capsys)
     assert main(["run", "softmax-exact", "--quick", "--backend", "dask"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "gmoe[dask]" in err[0]
+
+
+def test_quick_run_records_its_profile_in_sweep_json(tmp_path):
+    import json
+
+    # a small config with a [quick] profile of its own, run through the command line
+    body = tmp_path / "c.toml"
+    body.write_text('name = "q"\nseed = 3\nreps = 5\n'
+                    '[truth]\nbeta0 = [-8.0, 0.0]\nbeta1 = [[25.0], [0.0]]\n'
+                    'a = [[-20.0], [20.0]]\nb = [15.0, -5.0]\nsd = [0.3, 0.4]\n'
+                    '[x]\nname = "uniform"\nlow = 0.0\nhigh = 1.0\n'
+                    '[fit]\nn_experts = 2\n[n_grid]\nvalues = [100, 200, 400, 800]\n'
+                    '[hellinger]\nn_x = 50\n'
+                    '[quick]\nreps = 1\nn_grid = { values = [100, 200] }\n')
+    out = tmp_path / "out"
+    assert main(["run", str(body), "--quick", "--out", str(out), "--no-progress",
+                 "--n-jobs", "1"]) == 0
+    meta = json.loads((out / "sweep.json").read_text())
+    assert meta["quick"] is True and meta["configs"][0]["reps"] == 1
+
+
+# -- gmoe fit: reading CSV files ---------------------------------------------------------
+
+def two_regimes(n=300, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, n)
+    return x, np.where(x > 0, 3 * x, -1 - 2 * x) + 0.1 * rng.standard_normal(n)
+
+
+def fit_cli(capsys, *args):
+    code = main(["fit", *map(str, args), "--n-init", "1"])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("body,expected", [
+    ("", "is empty"),
+    ("\n\n", "is empty"),
+    ("x,y\n", "no data rows"),
+    ("x,y\n1,2\n3,abc\n5,6\n", "line 3, column 'y': 'abc' is not a number"),
+    ('x,y\n1,2\n"3","hello"\n5,6\n', "line 3, column 'y': 'hello' is not a number"),
+    ("x,y\n1,2\n3,\n5,6\n", "line 3, column 'y': the cell is empty"),
+    ("x,y\n1,2\n3,4\nnan,6\n", "line 4, column 'x': 'nan' is not a finite number"),
+    ("x,y\n1,2\n3,inf\n-inf,6\n", "line 3, column 'y': 'inf' is not a finite number "
+                                  "(and 1 more such cell)"),
+    ("x,y\n1,2\n\n5,6\n", "line 3 is blank"),
+    ("x,y\n1,2\n3,4,5\n", "Expected 2 fields in line 3"),
+    ("y\n1\n2\n", "at least one feature column"),
+])
+def test_fit_reports_a_bad_csv_in_one_line_naming_row_and_column(tmp_path, capsys, body,
+                                                                 expected):
+    path = tmp_path / "data.csv"
+    path.write_text(body)
+    code, _, err = fit_cli(capsys, path)
+    assert code == 2
+    assert expected in one_line(err)
+
+
+def test_fit_reads_quoted_numbers_and_tolerates_trailing_blank_lines(tmp_path, capsys):
+    x, y = two_regimes()
+    rows = "".join(f'"{a}",{b}\n' for a, b in zip(x, y, strict=True))
+    path = tmp_path / "data.csv"
+    path.write_text('"x","y"\n' + rows + "\n\n")
+    code, out, err = fit_cli(capsys, path)
+    assert code == 0, err
+    assert "features: x; response: y" in out and "n = 300" in out
+
+
+def test_fit_of_a_pandas_to_csv_file_needs_index_col_and_says_so(tmp_path, capsys):
+    import pandas as pd
+
+    x, y = two_regimes()
+    path = tmp_path / "frame.csv"
+    pd.DataFrame({"x": x, "z": -x, "y": y}).to_csv(path)
+    code, _, err = fit_cli(capsys, path)
+    assert code == 2 and "--index-col 0" in one_line(err)
+    code, out, err = fit_cli(capsys, path, "--index-col", "0", "--y", "y")
+    assert code == 0, err
+    assert "features: x, z; response: y" in out and "n = 300" in out
+
+
+def test_fit_keeps_the_first_row_of_a_file_without_header(tmp_path, capsys):
+    import numpy as np
+
+    x, y = two_regimes()
+    path = tmp_path / "nohead.csv"
+    np.savetxt(path, np.column_stack([y, x]), delimiter=",")
+    code, _, err = fit_cli(capsys, path)
+    assert code == 2 and "--no-header" in one_line(err)
+    code, out, err = fit_cli(capsys, path, "--no-header", "--y", "0")
+    assert code == 0, err
+    assert "features: column 1; response: column 0" in out and "n = 300" in out
+
+
+def test_fit_y_names_the_response_column_anywhere(tmp_path, capsys):
+    import numpy as np
+
+    x, y = two_regimes()
+    path = tmp_path / "data.csv"
+    np.savetxt(path, np.column_stack([y, x]), delimiter=",", header="resp,x1", comments="")
+    code, out, err = fit_cli(capsys, path, "--y", "resp")
+    assert code == 0, err
+    assert "features: x1; response: resp" in out
+    code, _, err = fit_cli(capsys, path, "--y", "nope")
+    assert code == 2 and "no column 'nope'" in one_line(err)
+
+
+@pytest.fixture
+def data_csv(tmp_path):
+    import numpy as np
+
+    x, y = two_regimes()
+    path = tmp_path / "data.csv"
+    np.savetxt(path, np.column_stack([x, y]), delimiter=",", header="x,y", comments="")
+    return path
+
+
+def test_fit_passes_gate_options(data_csv, capsys):
+    code, out, err = fit_cli(capsys, data_csv, "--gate", "topk", "--K", "2", "--rank-by",
+                             "logit")
+    assert code == 0, err
+    assert "TopKGate(K=2, rank_by='logit'" in out
+    code, out, err = fit_cli(capsys, data_csv, "--gate", "temperature", "--tau", "2",
+                             "--fixed-tau")
+    assert code == 0, err
+    assert "TemperatureGate(tau=2.0, learn_tau=False" in out
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--gate", "topk"], "the topk gate needs --K"),
+    (["--K", "2"], "the softmax gate takes no --K"),
+    (["--gate", "activation", "--activation", "cosh"], "cosh"),
+    (["--gate", "nonesuch"], "unknown gate 'nonesuch'"),
+])
+def test_fit_gate_option_errors_are_one_line(data_csv, capsys, args, expected):
+    code, _, err = fit_cli(capsys, data_csv, *args)
+    assert code == 2 and expected in one_line(err)
+
+
+def test_fit_exits_1_and_prints_the_reason_when_the_fit_fails(data_csv, capsys, monkeypatch):
+    from gmoe.estimator import MoERegressor
+
+    real_fit = MoERegressor.fit
+
+    def failing_fit(self, X, y, *args, **kwargs):
+        real_fit(self, X, y, *args, **kwargs)
+        self.result_.reason = "variance at the floor (degenerate fit)"
+        return self
+
+    monkeypatch.setattr(MoERegressor, "fit", failing_fit)
+    code, out, err = fit_cli(capsys, data_csv)
+    assert code == 1
+    assert "the fit failed: variance at the floor (degenerate fit)" in err
+    assert "log-likelihood" in out
+
+
+# -- the command line itself -------------------------------------------------------------
+
+def test_every_option_of_every_subcommand_has_help():
+    from gmoe.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    missing = [f"gmoe {name} {action.dest}" for name, p in sub.choices.items()
+               for action in p._actions if not action.help]
+    missing += [f"gmoe {a.dest}" for a in parser._actions if not a.help]
+    assert not missing, missing
+
+
+def test_version_prints_the_package_version():
+    import gmoe
+
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"gmoe {gmoe.__version__}"
+
+
+@pytest.mark.parametrize("args", [["list"], ["fit", "DATA", "--n-init", "1"]])
+def test_a_closed_pipe_ends_quietly_without_traceback(data_csv, args):
+    args = [str(data_csv) if a == "DATA" else a for a in args]
+    proc = subprocess.Popen([sys.executable, "-m", "gmoe.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the command writes (`| head`)
+    err = proc.stderr.read()
+    proc.wait(timeout=600)
+    proc.stderr.close()
+    assert proc.returncode in (0, 1)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
