@@ -583,7 +583,7 @@ def test_mass_pins_the_effective_weights_of_a_temperature_gate():
 
 
 def test_parameter_errors_split_a_cell_into_its_heaviest_and_lightest_atom():
-    from gmoe.sweep import _flatten
+    from gmoe.records import _flatten
 
     truth = MoEParams([-8, 0], [[25], [0]], [[-20], [20]], [15, -5], [0.09, 0.16])
     # true atom 1 gets two fitted atoms with weights 0.8 and 0.2 (shares 4:1)
