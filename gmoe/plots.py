@@ -212,10 +212,13 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
         The per-n summary that is plotted and fitted.
     band : {"quantile", "sd"}, default="quantile"
         Error bars: the 10%-90% quantiles over replications, or the mean +- 2
-        standard deviations (clipped at the smallest positive value).
+        standard deviations (clipped at the smallest positive value; the points are
+        then the means). The legend says which.
     theory : float, optional
-        Theoretical slope, drawn dashed through the middle of the fitted line
-        (default: the config's ``[theory]`` entry for the metric).
+        Theoretical slope (default: the config's ``[theory]`` entry for the metric).
+        Only its slope is theory: the dashed line goes through the (first) fitted
+        line at the geometric middle of the sample sizes, and the legend says so.
+        The fitted line's legend gives its slope and 95% confidence interval.
     ax : matplotlib Axes, optional
 
     Returns
@@ -256,8 +259,11 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
             hi = grouped.quantile(0.9).to_numpy()
         yerr = np.vstack([np.maximum(mid - lo, 0), np.maximum(hi - mid, 0)])
         name = label if isinstance(label, str) and label else "empirical"
+        # the legend says what the points and the bars are
+        shown, bars = ("mean", "mean ± 2 sd") if band == "sd" else (center, "10-90% quantiles")
         ax.errorbar(ns, mid, yerr=yerr, fmt="o", ms=3.5, color=color, alpha=0.75,
-                    elinewidth=0.8, capsize=0, label=f"{name} ({center})")
+                    elinewidth=0.8, capsize=0,
+                    label=f"{name}: {shown} of the replications, bars {bars}")
         n_all = part["n"].to_numpy(dtype=float)
         n_min, n_max = _verdict_range(meta)
         inside = (n_all >= n_min) & (n_all <= n_max)
@@ -270,19 +276,29 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
         # the fitted line spans the declared verdict range only
         grid = np.geomspace(max(ns.min(), n_min), min(ns.max(), n_max), 50)
         ax.plot(grid, rate.constant * grid**rate.slope, "-", color=color, lw=1.8,
-                label=f"fit ${rate.label()}$")
+                label=_fit_label(rate))
         if anchor is None:
             gm = float(np.sqrt(ns.min() * ns.max()))
-            anchor = (gm, rate.constant * gm**rate.slope, ns.min(), ns.max())
+            anchor = (gm, rate.constant * gm**rate.slope, ns.min(), ns.max(),
+                      "" if name == "empirical" else f" of {name}")
     if theory is not None and anchor is not None:
-        gm, val, lo_n, hi_n = anchor
+        gm, val, lo_n, hi_n, whose = anchor
         grid = np.geomspace(lo_n, hi_n, 50)
+        # only the slope is theory: the line is placed on the (first) fitted line
         ax.plot(grid, val * (grid / gm) ** theory, "--", color="0.3", lw=1.3,
-                label=f"theory $n^{{{theory:g}}}$")
+                label=f"theory slope $n^{{{theory:g}}}$, through the fit{whose} at "
+                      f"n = {gm:.0f}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_ylabel(_metric_label(metric, kind))
     return _finish(fig, ax, meta, title, _metric_label(metric, kind))
+
+
+def _fit_label(rate) -> str:
+    """Legend text of a fitted rate: slope and its confidence interval, named as such."""
+    level = f"{100 * (1 - rate.alpha):g}%"
+    return (f"fit $n^{{{rate.slope:.2f}}}$, {level} CI [{rate.ci_low:.2f}, "
+            f"{rate.ci_high:.2f}]")
 
 
 def _finish(fig, ax, meta: dict, title: str | None, what: str):

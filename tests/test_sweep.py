@@ -241,3 +241,32 @@ def test_compute_metrics_records_the_configured_translation_and_both_others(tran
     # parameter errors at the configured loss's shift
     pe_shift = far_rec["parameter_errors"]["shift"]  # JSON-safe: -inf is None
     assert pe_shift == [None if v == -np.inf else v for v in far_rec["shift"]]
+
+
+def test_rate_plot_legend_says_what_the_bars_the_bracket_and_the_theory_line_are():
+    import matplotlib
+    import pandas as pd
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gmoe.plots import plot_rates
+
+    rng = np.random.default_rng(1)
+    n = np.repeat([100, 400, 1600, 6400], 10)
+    df = pd.DataFrame({"sub": 0, "label": "", "n": n,
+                       "loss": n**-0.5 * np.exp(rng.normal(0, 0.2, n.size))})
+    fig = plot_rates(df, "loss", theory=-0.5)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    plt.close(fig)
+    points, = (t for t in labels if t.startswith("empirical"))
+    fit, = (t for t in labels if t.startswith("fit"))
+    theory, = (t for t in labels if t.startswith("theory"))
+    assert "median" in points and "bars 10-90% quantiles" in points
+    assert fit.startswith("fit $n^{") and "95% CI [" in fit
+    assert "theory slope" in theory and "through the fit at n = 800" in theory
+    fig = plot_rates(df, "loss", band="sd")
+    points, = (t for t in fig.axes[0].get_legend_handles_labels()[1]
+               if t.startswith("empirical"))
+    plt.close(fig)
+    assert "mean of the replications, bars mean ± 2 sd" in points
