@@ -49,16 +49,23 @@ def _write_rates(out_dir: Path, center: str) -> str:
 
 def _format_rates(table) -> str:
     lines = [f"{'sweep':18s} {'metric':14s} {'slope':>8s} {'95% CI':>20s} {'constant':>10s} "
-             f"{'theory':>7s}  agrees  failed  capped"]
+             f"{'theory':>7s}  agrees  failed  capped  uncert  degen   n-range"]
     for row in table.itertuples():
         ci = f"[{row.ci_low:.3f}, {row.ci_high:.3f}]"
         theory = "" if row.theory != row.theory else f"{row.theory:g}"
         agrees = {True: "yes", False: "NO", None: ""}.get(row.agrees, "")
         label = row.label or "-"
         capped = "" if row.capped != row.capped else f"{row.capped:.2f}"
+        uncert = "" if row.uncertified != row.uncertified else f"{row.uncertified:.2f}"
+        degen = "" if row.degenerate != row.degenerate else f"{row.degenerate:.2f}"
+        n_range = ("" if row.n_min != row.n_min
+                   else f"{row.n_min:.0f}-{row.n_max:.0f}")
         lines.append(f"{label[:18]:18s} {row.metric:14s} {row.slope:8.3f} {ci:>20s} "
                      f"{row.constant:10.4g} {theory:>7s}  {agrees:6s}  {row.failed:6.2f}  "
-                     f"{capped:>6s}".rstrip())
+                     f"{capped:>6s}  {uncert:>6s}  {degen:>5s}  {n_range:>8s}".rstrip())
+    lines.append("rates of certified fits (docs/theory.md, 'Certified fits and inference'); "
+                 "uncert = share not certified, degen = share with a variance at the floor; "
+                 "fitted on the n-range shown")
     return "\n".join(lines)
 
 
@@ -265,12 +272,10 @@ def _cmd_fit(args) -> int:
     X, y, xcols, ycol = _read_table(path, header=not args.no_header,
                                     index_col=args.index_col, y_col=args.y)
     gate = _gate_from_options(args)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # every warning of the fit, one line each (main)
         reg = MoERegressor(n_experts=args.k, gate=gate, n_init=args.n_init,
                            random_state=args.seed).fit(X, y)
-    for w in caught:  # one line each, in the command's voice
-        print(f"gmoe fit: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
     print(f"features: {', '.join(xcols)}; response: {ycol}")
     print(reg.summary())
     if args.save:
@@ -414,7 +419,21 @@ def main(argv=None) -> int:
 
     Exit status: 0 on success, 1 when ``gmoe fit`` fails or its reader goes away
     (a closed pipe), 2 for bad input (one line on stderr), 130 when interrupted.
+    Warnings are printed as one line each (``gmoe: warning: ...``).
     """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _main(argv)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line on stderr, in the command's voice."""
+    print(f"gmoe: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def _main(argv) -> int:
     from .config import ConfigError
     from .records import ResultsFolderError
 

@@ -246,7 +246,8 @@ def test_fit_passes_gate_options(data_csv, capsys):
 @pytest.mark.parametrize("args,expected", [
     (["--gate", "topk"], "the topk gate needs --K"),
     (["--K", "2"], "the softmax gate takes no --K"),
-    (["--gate", "activation", "--activation", "cosh"], "cosh"),
+    (["--gate", "activation", "--activation", "cosh"], "unknown activation 'cosh'"),
+    (["--gate", "topk", "--K", "0"], "K must be an integer >= 1"),
     (["--gate", "nonesuch"], "unknown gate 'nonesuch'"),
 ])
 def test_fit_gate_option_errors_are_one_line(data_csv, capsys, args, expected):
@@ -260,14 +261,19 @@ def test_fit_exits_1_and_prints_the_reason_when_the_fit_fails(data_csv, capsys, 
     real_fit = MoERegressor.fit
 
     def failing_fit(self, X, y, *args, **kwargs):
+        import warnings
+
         real_fit(self, X, y, *args, **kwargs)
         self.result_.reason = "variance at the floor (degenerate fit)"
+        warnings.warn("a variance hit\nthe floor", RuntimeWarning, stacklevel=2)
         return self
 
     monkeypatch.setattr(MoERegressor, "fit", failing_fit)
     code, out, err = fit_cli(capsys, data_csv)
     assert code == 1
-    assert "the fit failed: variance at the floor (degenerate fit)" in err
+    assert "gmoe fit: the fit failed: variance at the floor (degenerate fit)" in err
+    # a warning of the fit is one line in the command's voice, no source line
+    assert "gmoe: warning: a variance hit the floor" in err.splitlines()
     assert "log-likelihood" in out
 
 

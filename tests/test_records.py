@@ -238,3 +238,12 @@ def test_gmoe_repair_then_run_redoes_only_the_lost_task(tmp_path, capsys):
 def test_gmoe_repair_of_a_folder_without_results_is_one_line_exit_2(tmp_path):
     proc = run_cli("repair", str(tmp_path / "nothing"))
     assert proc.returncode == 2 and "no results.jsonl" in one_line(proc.stderr)
+
+
+def test_gmoe_rates_on_duplicated_tasks_warns_in_one_line(tmp_path, capsys):
+    lines = [json.dumps(record(f"0:{i}:0", n=n)) + "\n"
+             for i, n in enumerate((100, 200, 400, 800))]
+    write_lines(tmp_path, lines + lines[:1])
+    assert main(["rates", str(tmp_path), "--metric", "loss"]) == 0
+    err = capsys.readouterr().err
+    assert one_line(err).startswith("gmoe: warning: ") and "1 duplicated task" in err
