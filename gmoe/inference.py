@@ -26,7 +26,7 @@ __all__ = ["ParamArrays", "covariance", "standard_errors", "wald_intervals",
 
 #: The information counts as ill-conditioned when, scaled to unit diagonal, its
 #: smallest eigenvalue is below this share of its largest.
-ILL_CONDITIONED = 1e-9
+ILL_CONDITIONED = 1e-6
 
 _FIELDS = ("beta0", "beta1", "a", "b", "var", "tau")
 

@@ -115,7 +115,8 @@ class Gate(ABC):
         learned temperature, which the free vector holds as ``log tau``). Expert by
         expert, ``beta1_i`` then ``beta0_i`` for the experts whose gating parameters
         the normal form leaves free; a gate whose symmetry shifts intercepts only
-        also frees the last expert's slopes. See docs/theory.md, "Certified fits".
+        also frees the last expert's slopes. See docs/theory.md, "Certified fits and
+        inference".
         """
         layout: list[tuple[str, tuple[int, ...]]] = []
         for i in range(k - 1):
@@ -160,7 +161,6 @@ class Gate(ABC):
         """Experts each point may use, bool (k, n); None when every expert is (dense gates)."""
         return None
 
-    @abstractmethod
     def free_state(self, theta: np.ndarray, design: Design, k: int,
                    mask: np.ndarray | None = None):
         """Everything the score needs at the free vector ``theta``.
@@ -168,9 +168,13 @@ class Gate(ABC):
         Returns an object with attribute ``log_w`` (the log weights, (k, n), ``-inf``
         outside ``mask``); pass it to :meth:`free_score`. With a ``mask`` (top-K) the
         selection is held at it instead of recomputed from ``theta``.
-        """
 
-    @abstractmethod
+        Every gate shipped with gmoe supplies it; a gate without it can be sampled
+        and fitted by EM, but not polished (``fit_em(polish=False)``).
+        """
+        raise NotImplementedError(f"the {self.name} gate does not supply its score "
+                                  "(free_state/free_score): fit it with polish=False")
+
     def free_score(self, state, design: Design, resp_T: np.ndarray,
                    mask: np.ndarray | None = None) -> np.ndarray:
         """Gradient of ``sum_n sum_i r_ni log g_i(x_n)`` in the free vector.
@@ -179,6 +183,8 @@ class Gate(ABC):
         with posterior responsibilities this is the gating part of the score of the
         observed log-likelihood (Fisher's identity).
         """
+        raise NotImplementedError(f"the {self.name} gate does not supply its score "
+                                  "(free_state/free_score): fit it with polish=False")
 
     @abstractmethod
     def m_step(self, design: Design, resp_T: np.ndarray, params: MoEParams,

@@ -1,0 +1,129 @@
+"""Certified fits: the Newton polish after EM."""
+
+import numpy as np
+import pytest
+import scipy.optimize
+
+from gmoe import GaussianMoE, MoEParams, SoftmaxGate, TopKGate, fit_em
+from gmoe._design import Design
+from gmoe.likelihood import FreeLikelihood
+from gmoe.polish import polish
+
+PAPER = MoEParams(beta0=[-8.0, 0.0], beta1=[[25.0], [0.0]], a=[[-20.0], [20.0]],
+                  b=[15.0, -5.0], var=[0.3**2, 0.4**2])
+
+
+@pytest.fixture(scope="module")
+def over_data():
+    """The reference truth at n = 3000 (fitted with k = 3 below: over-specified)."""
+    return GaussianMoE(SoftmaxGate(), PAPER).sample(3000, rng=7)
+
+
+def test_polished_fit_has_zero_score_and_never_loses_likelihood(over_data, paper_truth):
+    X, y = over_data
+    fit = fit_em(X, y, 3, init="near_truth", truth=paper_truth, rng=2, var_floor=1e-3)
+    assert fit.polished and fit.certified and not fit.degenerate
+    assert fit.grad_norm <= 1e-8
+    assert fit.loglik >= fit.em_loglik
+    # the score really is zero there (independent of the polish's own bookkeeping)
+    like = FreeLikelihood(Design(X, y), fit.gate, fit.params)
+    assert np.max(np.abs(like.score(like.pack(fit.params)))) / len(y) <= 1e-8
+
+
+def test_no_optimiser_from_a_certified_fit_gains_more_than_1e_3(over_data, paper_truth):
+    X, y = over_data
+    floor = 1e-3
+    fit = fit_em(X, y, 3, init="near_truth", truth=paper_truth, rng=3, var_floor=floor)
+    assert fit.certified
+    like = FreeLikelihood(Design(X, y), fit.gate, fit.params)
+    theta = like.pack(fit.params)
+    bounds = [(None, None)] * like.m
+    for j in range(like.m)[like.logvar]:
+        bounds[j] = (np.log(floor), None)
+    res = scipy.optimize.minimize(lambda t: -like.loglik(t), theta,
+                                  jac=lambda t: -like.score(t), method="L-BFGS-B",
+                                  bounds=bounds, options={"maxiter": 2000, "gtol": 1e-12,
+                                                          "ftol": 1e-15})
+    assert -res.fun - fit.loglik <= 1e-3
+
+
+def test_starts_that_em_leaves_apart_reach_one_maximum(over_data, paper_truth):
+    # EM stopped early from two starts ends at different points; the polish takes both
+    # to the same certified maximum
+    X, y = over_data
+    fits = [fit_em(X, y, 3, init="near_truth", truth=paper_truth, rng=11, init_scale=c,
+                   max_iter=30, var_floor=1e-3, warn=False) for c in (1.0, 0.1)]
+    assert all(f.certified for f in fits)
+    ll = [f.loglik for f in fits]
+    if abs(ll[0] - ll[1]) < 1e-6:  # same maximum: same parameters up to relabelling
+        a = sorted(fits[0].params.b)
+        b = sorted(fits[1].params.b)
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    assert all(f.polish_gain >= 0 for f in fits)
+
+
+def test_variance_at_the_floor_is_degenerate_not_certified():
+    # a few identical points attract a collapsing expert: at the floor, reported
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, (300, 1))
+    y = 2 * X[:, 0] + 0.5 * rng.standard_normal(300)
+    X[:5], y[:5] = 0.5, 3.0
+    fit = fit_em(X, y, 2, init="random", rng=1, n_init=1, var_floor=0.05, warn=False)
+    result = polish(Design(X, y), fit.gate,
+                    fit.params.replace(var=[0.05, fit.params.var[1]]), 0.05)
+    if result.degenerate:
+        assert not result.certified and "floor" in result.message
+    assert np.all(result.params.var >= 0.05 * (1 - 1e-12))
+
+
+def test_polish_respects_the_variance_floor(over_data, paper_truth):
+    X, y = over_data
+    floor = 0.05
+    fit = fit_em(X, y, 3, init="near_truth", truth=paper_truth, rng=4, var_floor=floor,
+                 warn=False)
+    assert np.all(fit.params.var >= floor * (1 - 1e-12))
+    assert fit.degenerate == bool(np.any(fit.params.var <= floor * (1 + 1e-8)))
+    if fit.degenerate:
+        assert not fit.certified and fit.reason.startswith("degenerate variance")
+
+
+def test_unpolished_fit_reports_nothing_certified(over_data, paper_truth):
+    X, y = over_data
+    fit = fit_em(X, y, 2, init="near_truth", truth=paper_truth, rng=0, polish=False)
+    assert not fit.polished and not fit.certified and np.isnan(fit.grad_norm)
+    assert fit.loglik == fit.em_loglik
+
+
+def test_topk_polish_holds_the_selection_and_never_loses():
+    truth = MoEParams([0.2, -0.1, 0.0], [[1.5, 0.0], [-1.0, 1.0], [0.0, 0.0]],
+                      [[1.0, 0.0], [-1.0, 1.0], [0.0, -1.0]], [0.0, 1.0, -1.0],
+                      [0.1, 0.1, 0.1])
+    gate = TopKGate(2)
+    X, y = GaussianMoE(gate, truth, {"name": "normal", "d": 2}).sample(2000, rng=1)
+    fit = fit_em(X, y, 3, gate=gate, init="near_truth", truth=truth, rng=0, warn=False)
+    assert fit.loglik >= fit.em_loglik
+    if not fit.certified:
+        assert "selection boundary" in fit.polish_message
+    assert np.isnan(fit.cov_params(warn=False)).all()
+
+
+def test_init_scale_published_profile(paper_truth):
+    from gmoe.initialization import near_truth_params
+
+    n = 10_000
+    draws = [near_truth_params(paper_truth, 2, n, np.random.default_rng(s), "published")
+             for s in range(400)]
+    shrink = n ** -0.083
+    beta1 = np.array([d.beta1[:, 0] for d in draws])
+    b = np.array([d.b for d in draws])
+    var = np.array([d.var for d in draws])
+    # experts assigned at random: compare the spread around each true expert's value
+    gate_sd = np.std(np.abs(beta1 - 12.5) - 12.5)  # |beta1 - 12.5| is 12.5 + noise
+    assert gate_sd == pytest.approx(0.005 * shrink, rel=0.15)
+    b_sd = np.std(np.abs(b - 5.0) - 10.0)
+    assert b_sd == pytest.approx(0.05 * shrink, rel=0.15)
+    excess = np.sort(var, axis=1) - np.sort(paper_truth.var)
+    assert np.all(excess >= 0)
+    assert np.mean(excess) == pytest.approx(0.005 * n ** -0.25 * np.sqrt(2 / np.pi), rel=0.15)
+    with pytest.raises(ValueError, match="init_scale"):
+        near_truth_params(paper_truth, 2, n, np.random.default_rng(0), "paper")
