@@ -39,6 +39,15 @@ default="auto"
         SQUAREM-accelerated EM (see :func:`gmoe.fit_em`).
     truth : MoEParams, optional
         Needed by ``init="near_truth"``.
+    polish : bool, default=True
+        Certify the fit: Newton steps after EM to a zero score (see
+        :func:`gmoe.fit_em` and docs/theory.md, "Certified fits and inference").
+        Standard errors (:meth:`cov_params`, :attr:`bse`, :meth:`conf_int`) need it.
+    gtol : float, default=1e-8
+        Certification tolerance on the score per sample.
+    var_floor : float, optional
+        Lower bound of the variances (default ``1e-6 var(y)``); a fit at the bound is
+        degenerate.
 
     Attributes
     ----------
@@ -48,6 +57,9 @@ default="auto"
     loglik_ : float
     n_iter_ : int
     converged_ : bool
+        Whether EM met its stopping rule.
+    certified_ : bool
+        Whether the polish reached a certified maximum.
     loglik_trace_ : ndarray
     n_features_in_ : int
 
@@ -66,7 +78,8 @@ default="auto"
     def __init__(self, n_experts: int = 2, gate: Gate | str | dict | None = None,
                  init: str | MoEParams = "auto", n_init: int = 5, tol: float = 1e-6,
                  max_iter: int = 2000, stop: str = "relative", random_state=None,
-                 truth: MoEParams | None = None, accelerate: bool = False):
+                 truth: MoEParams | None = None, accelerate: bool = False,
+                 polish: bool = True, gtol: float = 1e-8, var_floor: float | None = None):
         self.n_experts = n_experts
         self.gate = gate
         self.init = init
@@ -77,12 +90,15 @@ default="auto"
         self.random_state = random_state
         self.truth = truth
         self.accelerate = accelerate
+        self.polish = polish
+        self.gtol = gtol
+        self.var_floor = var_floor
 
     def get_params(self, deep: bool = True) -> dict:
         """Constructor arguments (scikit-learn protocol)."""
         return {name: getattr(self, name) for name in
                 ("n_experts", "gate", "init", "n_init", "tol", "max_iter", "stop",
-                 "random_state", "truth", "accelerate")}
+                 "random_state", "truth", "accelerate", "polish", "gtol", "var_floor")}
 
     def set_params(self, **params) -> MoERegressor:
         """Set constructor arguments (scikit-learn protocol)."""
@@ -103,13 +119,15 @@ default="auto"
         result = fit_em(X, y, self.n_experts, gate=self.gate or SoftmaxGate(), init=self.init,
                         n_init=self.n_init, tol=self.tol, max_iter=self.max_iter,
                         rng=self.random_state, truth=self.truth, stop=self.stop,
-                        accelerate=self.accelerate)
+                        accelerate=self.accelerate, polish=self.polish, gtol=self.gtol,
+                        var_floor=self.var_floor)
         self.result_ = result
         self.params_ = result.params
         self.model_ = result.model
         self.loglik_ = result.loglik
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
+        self.certified_ = result.certified
         self.loglik_trace_ = result.loglik_trace
         self.n_features_in_ = X.shape[1]
         self.n_samples_fit_ = X.shape[0]
@@ -156,7 +174,23 @@ default="auto"
         """Draw (X, y) from the fitted model (see :meth:`GaussianMoE.sample`)."""
         return self._check_fitted().sample(n, rng=rng, x=x)
 
-    def summary(self) -> str:
-        """The fit report of :meth:`FitResult.summary`."""
+    def summary(self, alpha: float = 0.05) -> str:
+        """The fit report of :meth:`FitResult.summary`, with standard errors."""
         self._check_fitted()
-        return self.result_.summary()
+        return self.result_.summary(alpha)
+
+    def cov_params(self) -> np.ndarray:
+        """Covariance of the estimates (see :meth:`FitResult.cov_params`)."""
+        self._check_fitted()
+        return self.result_.cov_params()
+
+    @property
+    def bse(self):
+        """Standard errors in the parameters' shapes (see :attr:`FitResult.bse`)."""
+        self._check_fitted()
+        return self.result_.bse
+
+    def conf_int(self, alpha: float = 0.05):
+        """Wald intervals ``(lower, upper)`` (see :meth:`FitResult.conf_int`)."""
+        self._check_fitted()
+        return self.result_.conf_int(alpha)
