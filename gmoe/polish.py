@@ -90,6 +90,27 @@ def _at_floor(theta: np.ndarray, like: FreeLikelihood, log_floor: float) -> np.n
     return theta[like.logvar] <= log_floor + 1e-9
 
 
+#: An expert's gate saturates when sum_n g_i (1 - g_i) is below this.
+_SATURATED = 0.5
+
+
+def _saturated_experts(like: FreeLikelihood, theta: np.ndarray) -> list[int]:
+    """Experts whose gate weight is 0 or 1 at (nearly) every data point (dense gates).
+
+    Then the gate parameters that set the weight can grow without bound while the
+    likelihood still rises (a separating gate, like perfect separation in logistic
+    regression, or a vanishing expert): the score goes to 0 without a finite maximum.
+    """
+    if like.k == 1:
+        return []
+    state = like.gate.free_state(theta[:like.m_gate], like.design, like.k, None)
+    w = np.exp(np.asarray(state.log_w))
+    # sum_n g (1 - g) is the information of the expert's logit intercept: below 1/2
+    # the data hold less than one point's worth of transition (a separated gate)
+    spread = np.einsum("kn,kn->k", w, 1.0 - w)
+    return [int(i) for i in np.flatnonzero(spread < _SATURATED)]
+
+
 def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray,
             log_floor: float, gtol: float, max_iter: int):
     """Projected, eigenvalue-modified Newton ascent from ``theta``.
@@ -209,6 +230,14 @@ def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
     held[np.arange(like.m)[like.logvar]] = floor_hit & (grad[like.logvar] < 0)
     gnorm = float(np.max(np.abs(grad[~held]), initial=0.0)) / design.n
     certified = bool(converged and not degenerate and gnorm <= gtol)
+    saturated = _saturated_experts(like, theta) if mask is None else []
+    if certified and saturated:
+        # the score vanishes because the gate saturates, not at a finite maximum
+        certified = False
+        which = ", ".join(str(i) for i in saturated)
+        message = (f"separating gate: the weight of expert(s) {which} is 0 or 1 at every "
+                   "point, so the likelihood still rises as the gate parameters run off "
+                   "to infinity (no finite maximum)")
     if degenerate:
         which = ", ".join(str(i) for i in np.flatnonzero(floor_hit))
         message = f"degenerate: variance of expert(s) {which} at the floor {var_floor:.3g}"
