@@ -8,9 +8,10 @@ the observed log-likelihood in the free parametrisation (see
 largest component per sample is at most ``gtol``. See docs/theory.md, "Certified
 fits and inference".
 
-- The curvature is the observed information (finite differences of the analytic
-  score) with its eigenvalues replaced by their absolute values and floored, so
-  every step is an ascent direction, also where the likelihood is not concave.
+- The curvature is the observed information (analytic, Louis' identity, see
+  :meth:`gmoe.likelihood.FreeLikelihood.information`) with its eigenvalues
+  replaced by their absolute values and floored, so every step is an ascent
+  direction, also where the likelihood is not concave.
 - Steps are capped (a trust region in the free coordinates) and halved until the
   log-likelihood does not decrease: the polish never lowers the likelihood.
 - The log-variances are bounded below by the variance floor (the theory's compact
@@ -132,7 +133,7 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
         # the information is recomputed only when the last step with it did not halve
         # the score (a chord method: each recomputation costs 2m score evaluations)
         if eig is None or gnorm > 0.5 * last_gnorm or not np.array_equal(free, last_free):
-            info = -like.hessian(theta)[np.ix_(free, free)]
+            info = like.information(theta)[np.ix_(free, free)]
             if not np.all(np.isfinite(info)):
                 return theta, ll, grad, it, False, "non-finite information"
             w, V = np.linalg.eigh(info)
@@ -241,6 +242,6 @@ def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
     if degenerate:
         which = ", ".join(str(i) for i in np.flatnonzero(floor_hit))
         message = f"degenerate: variance of expert(s) {which} at the floor {var_floor:.3g}"
-    info = -like.hessian(theta) if (information and certified) else None
+    info = like.information(theta) if (information and certified) else None
     return PolishResult(result_params, ll, gnorm, ll - start_ll, total_iter, certified,
                         degenerate, message, info, like.names)

@@ -97,3 +97,17 @@ def test_wrong_length_free_vector_is_rejected():
     gate, params, X, y, like = _setup("softmax", n=20)
     with pytest.raises(ValueError, match="free vector should have the shape"):
         like.evaluate(np.zeros(like.m + 1))
+
+
+@pytest.mark.parametrize("name", sorted(GATES))
+def test_analytic_information_matches_differences_of_the_score(name):
+    gate, params, X, y, like = _setup(GATES[name], n=300)
+    theta = like.pack(params) + 0.05 * np.random.default_rng(1).standard_normal(like.m)
+    if like.mask is not None:  # hold the selection of the perturbed point
+        like.mask = gate.selection_mask(like.design, like.unpack(theta))
+    analytic = like.information(theta)
+    numeric = -like.hessian(theta)
+    np.testing.assert_allclose(analytic, numeric, atol=1e-7 * np.max(np.abs(numeric)))
+    # processing the samples in chunks changes nothing
+    np.testing.assert_allclose(like.information(theta, chunk=37), analytic,
+                               atol=1e-10 * np.max(np.abs(numeric)))

@@ -175,6 +175,20 @@ class Gate(ABC):
         raise NotImplementedError(f"the {self.name} gate does not supply its score "
                                   "(free_state/free_score): fit it with polish=False")
 
+    #: True when the logits are linear in the free vector (their second derivatives
+    #: vanish): the observed information then needs no second-derivative term.
+    linear_logits: bool = False
+
+    def free_logit_jacobian(self, state, design: Design) -> np.ndarray:
+        """Derivatives of the logits in the free vector, array of shape (k, m, n).
+
+        ``J[i, :, n]`` is the gradient of expert i's logit at x_n (for a masked
+        selection, the logits before masking). With the weights ``P`` the gradient of
+        ``log g_i`` is ``J_i - sum_l P_l J_l``. Needed for the analytic observed
+        information; a gate without it is polished with finite differences.
+        """
+        raise NotImplementedError(f"the {self.name} gate does not supply its logit Jacobian")
+
     def free_score(self, state, design: Design, resp_T: np.ndarray,
                    mask: np.ndarray | None = None) -> np.ndarray:
         """Gradient of ``sum_n sum_i r_ni log g_i(x_n)`` in the free vector.

@@ -236,6 +236,20 @@ class SmoothGate(Gate):
         log_w, P, _ = masked_log_softmax_T(eta, mask)
         return _Point(theta, eta, cache, log_w, P, np.nan)
 
+    def free_logit_jacobian(self, state: _Point, design: Design) -> np.ndarray:
+        k = state.eta.shape[0]
+        beta0, beta1, tau = self._arrays(state.theta, k, design.d)
+        blocks, t = self._jacobian(beta0, beta1, tau, design, state.eta, state.cache)
+        J = np.zeros((k, state.theta.size, design.n))
+        offset = 0
+        for i, B in enumerate(blocks):
+            if B is not None and B.shape[0]:
+                J[i, offset:offset + B.shape[0]] = B
+                offset += B.shape[0]
+        if t is not None:
+            J[:, -1, :] = t
+        return J
+
     def free_score(self, state: _Point, design: Design, resp_T, mask=None) -> np.ndarray:
         return self._grad_fisher(state, design, resp_T, mask, fisher=False)[0]
 

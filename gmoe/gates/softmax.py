@@ -123,6 +123,15 @@ class SoftmaxGate(Gate):
         log_w, P, _ = log_softmax_T(coef @ design.ZT)
         return _SoftmaxState(log_w, P)
 
+    linear_logits = True
+
+    def free_logit_jacobian(self, state, design):
+        k, p = state.P.shape[0], design.p
+        J = np.zeros((k, (k - 1) * p, design.n))
+        for i in range(k - 1):
+            J[i, i * p:(i + 1) * p] = design.ZT
+        return J
+
     def free_score(self, state, design, resp_T, mask=None):
         G = resp_T[:-1] - state.P[:-1] * resp_T.sum(axis=0)
         return (G @ design.ZT.T).ravel()

@@ -70,6 +70,11 @@ class TemperatureGate(TemperedGate):
         self.max_iter = check_positive_int(max_iter, "max_iter")
         self.tol = check_positive_float(tol, "tol")
 
+    @property
+    def linear_logits(self) -> bool:
+        """Linear in the free vector unless log tau is part of it."""
+        return not self.learn_tau
+
     def get_config(self) -> dict:
         return {"name": self.name, "tau": self.tau, "learn_tau": self.learn_tau,
                 "max_iter": self.max_iter, "tol": self.tol}

@@ -171,6 +171,7 @@ class TopKGate(SmoothGate):
 
     name = "topk"
     shifts_slopes = True
+    linear_logits = True
 
     def __init__(self, K: int, rank_by: str = "slope", max_iter: int = 20, tol: float = 1e-10,
                  max_backoff: int = 8, polish_evals: int = 15, polish_step: float = 1.0,
