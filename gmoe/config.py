@@ -31,8 +31,8 @@ __all__ = ["SimConfig", "load_config", "list_configs", "ConfigError", "METRICS"]
 #: ``loss.translation``; "loss_mass" and "loss_infimum" are the same loss under the
 #: "mass" and "infimum" conventions whatever is configured (docs/theory.md,
 #: "Translation conventions").
-METRICS = ("loss", "loss_mass", "loss_infimum", "parameter_errors", "hellinger", "loglik",
-           "n_iter", "converged", "seconds")
+METRICS = ("loss", "loss_mass", "loss_infimum", "parameter_errors", "logit_errors",
+           "hellinger", "loglik", "n_iter", "converged", "seconds")
 
 _TOP_KEYS = {"name", "description", "seed", "reps", "truth", "x", "fit", "n_grid", "metrics",
              "theory", "loss", "hellinger", "quick", "grid", "verdict"}

@@ -16,6 +16,8 @@ METRIC_LABELS = {
     "loss": "Voronoi loss",
     "hellinger": "Hellinger distance",
     "tau_error": "|tau - tau*|",
+    "logit_ratio": "max |d((beta_i - beta_j) / tau)| (identified)",
+    "logit_raw": "max |d(beta_i - beta_j)| (not identified with tau learned)",
 }
 
 

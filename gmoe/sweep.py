@@ -119,6 +119,18 @@ def compute_metrics(cfg: SimConfig, fit, truth_model: GaussianMoE, X, y,
             out[key] = other.value
             if convention == "infimum":
                 out["loss_infimum_saturated"] = bool(other.saturated)
+    if "logit_errors" in metrics:
+        # what the likelihood identifies of the gate (the temperature ridge): ratios
+        # of logit-coefficient differences, beside the raw ones and tau
+        from .logit_errors import logit_errors
+        try:
+            le = logit_errors(fitted, truth_model)
+        except ValueError as exc:
+            errors["logit_errors"] = str(exc)
+        else:
+            out["logit_ratio"], out["logit_raw"] = le.ratio, le.raw
+            if le.tau is not None:
+                out["tau_error"] = le.tau
     if "hellinger" in metrics:
         try:
             out["hellinger"] = hellinger(fitted, truth_model, x_eval)
