@@ -175,7 +175,8 @@ def run_task(cfg: SimConfig, task: Task, x_eval: np.ndarray) -> dict:
             record["degenerate"] = fit.degenerate
             if fit.polished:
                 record.update(grad_norm=fit.grad_norm, polish_gain=fit.polish_gain,
-                              polish_iter=fit.polish_iter, em_loglik=fit.em_loglik)
+                              polish_iter=fit.polish_iter, em_loglik=fit.em_loglik,
+                              polish_message=fit.polish_message)
             record.update(compute_metrics(cfg, fit, truth, X, y, x_eval))
             record["params"] = fit.params.to_dict()
             record["status"] = "ok" if fit.success else "failed"
