@@ -95,7 +95,12 @@ def _at_floor(theta: np.ndarray, like: FreeLikelihood, log_floor: float) -> np.n
 _SATURATED = 0.5
 
 
-def _saturated_experts(like: FreeLikelihood, theta: np.ndarray) -> list[int]:
+#: ... and counts as diverging when, still climbing, it is below this.
+_DIVERGING = 5.0
+
+
+def _saturated_experts(like: FreeLikelihood, theta: np.ndarray,
+                       threshold: float = _SATURATED) -> list[int]:
     """Experts whose gate weight is 0 or 1 at (nearly) every data point (dense gates).
 
     Then the gate parameters that set the weight can grow without bound while the
@@ -109,7 +114,7 @@ def _saturated_experts(like: FreeLikelihood, theta: np.ndarray) -> list[int]:
     # sum_n g (1 - g) is the information of the expert's logit intercept: below 1/2
     # the data hold less than one point's worth of transition (a separated gate)
     spread = np.einsum("kn,kn->k", w, 1.0 - w)
-    return [int(i) for i in np.flatnonzero(spread < _SATURATED)]
+    return [int(i) for i in np.flatnonzero(spread < threshold)]
 
 
 def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray,
@@ -162,7 +167,10 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
         if not accepted:
             return theta, ll, grad, it, False, "line search found no ascent"
         theta, ll, grad = trial, ll_t, grad_t
-    return theta, ll, grad, max_iter, False, f"not certified in {max_iter} Newton steps"
+    largest = float(np.max(np.abs(theta[:like.m_gate]), initial=0.0))
+    return theta, ll, grad, max_iter, False, (
+        f"not certified in {max_iter} Newton steps (score max-norm per sample "
+        f"{gnorm:.2g}; largest gate parameter {largest:.3g})")
 
 
 def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
@@ -232,6 +240,14 @@ def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
     gnorm = float(np.max(np.abs(grad[~held]), initial=0.0)) / design.n
     certified = bool(converged and not degenerate and gnorm <= gtol)
     saturated = _saturated_experts(like, theta) if mask is None else []
+    if not converged and mask is None and not saturated:
+        # still climbing when the steps ran out: a gate that is nearly a hard switch
+        # is running off to infinity (its parameters grow, its score shrinks slowly)
+        saturated = _saturated_experts(like, theta, _DIVERGING)
+        if saturated:
+            message = (f"separating gate: the gate parameters of expert(s) "
+                       f"{', '.join(str(i) for i in saturated)} are still growing after "
+                       f"{total_iter} Newton steps (a switch that sharpens without bound)")
     if certified and saturated:
         # the score vanishes because the gate saturates, not at a finite maximum
         certified = False
