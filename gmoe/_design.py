@@ -21,11 +21,21 @@ class Design:
     moments : ndarray of shape (p*p + p, n), p = d + 1
         Rows ``z_a z_b`` (all a, b) then ``z_a y``: a weighted sum of any of them is one
         matrix product ``R @ moments.T``.
+    weight : ndarray of shape (n,) or None
+        Sample weights (None: every sample counts once). EM multiplies the
+        responsibilities by them, so every M-step sees weighted responsibilities
+        whose columns sum to the weights; sums of per-sample log-likelihoods are
+        weighted.
+    total_weight : float
+        ``sum(weight)``, or n without weights.
     """
 
-    def __init__(self, X: np.ndarray, y: np.ndarray | None = None):
+    def __init__(self, X: np.ndarray, y: np.ndarray | None = None,
+                 weight: np.ndarray | None = None):
         self.X = X
         self.n, self.d = X.shape
+        self.weight = weight
+        self.total_weight = float(self.n if weight is None else np.sum(weight))
         self.XT = np.ascontiguousarray(X.T)
         p = self.d + 1
         self.p = p
@@ -36,6 +46,10 @@ class Design:
         self.y = y
         self._zz = None
         self._moments = None
+
+    def weighted_sum(self, values: np.ndarray) -> float:
+        """``sum_n weight_n values_n`` (the plain sum without weights)."""
+        return float(values.sum() if self.weight is None else values @ self.weight)
 
     @property
     def zz(self) -> np.ndarray:

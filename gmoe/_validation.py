@@ -62,3 +62,25 @@ def check_choice(value, name: str, choices) -> str:
         raise ValueError(f"unknown {name} {value!r}; expected one of "
                          + ", ".join(repr(c) for c in choices))
     return value
+
+
+def check_sample_weight(sample_weight, n: int):
+    """Sample weights as a float array of shape (n,), or None for unit weights.
+
+    Raises ValueError if they do not have n entries, are negative, not finite, or all
+    zero. Weights that are all 1 are returned as None (the unweighted fit, exactly).
+    """
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=float)
+    if w.ndim == 0:
+        w = np.full(n, float(w))
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight should have the shape of ({n},), but got {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("sample_weight contains NaN or inf")
+    if np.any(w < 0):
+        raise ValueError(f"sample_weight must be >= 0, but got {w[w < 0][:3]} (negative)")
+    if not np.any(w > 0):
+        raise ValueError("sample_weight is 0 for every sample: nothing to fit")
+    return None if np.all(w == 1.0) else w

@@ -10,7 +10,13 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ._design import Design
-from ._validation import check_choice, check_positive_float, check_positive_int, check_X_y
+from ._validation import (
+    check_choice,
+    check_positive_float,
+    check_positive_int,
+    check_sample_weight,
+    check_X_y,
+)
 from .exceptions import ConvergenceWarning, InferenceWarning
 from .experts import expert_log_density_T, experts_m_step
 from .gates import Gate, SoftmaxGate, make_gate
@@ -292,11 +298,14 @@ class _EMSteps:
         return (self.gate._log_weights_T(self.design, params),
                 expert_log_density_T(self.design, params.a, params.b, params.var))
 
-    @staticmethod
-    def e_step(log_w, log_phi, out=None):
-        """(log-likelihood, responsibilities)."""
+    def e_step(self, log_w, log_phi, out=None):
+        """(log-likelihood, responsibilities), both weighted by the sample weights."""
         resp, ll_n = joint_log_T(log_w, log_phi, out=out)
-        return float(ll_n.sum()), resp
+        weight = self.design.weight
+        if weight is None:
+            return float(ll_n.sum()), resp
+        resp *= weight
+        return float(ll_n @ weight), resp
 
     def m_step(self, params: MoEParams, resp, log_w):
         """New parameters with their log weights and log densities (nothing recomputed)."""
@@ -329,7 +338,7 @@ def _run_em(design: Design, gate: Gate, params: MoEParams, tol: float, max_iter:
     buf = np.empty_like(log_w) if not accelerate else None
     trace: list[float] = []
     reason, converged, stopped_by = None, False, "max_iter"
-    n = design.n
+    total = design.total_weight
     n_msteps = 0
     step_max = 1.0  # SQUAREM's bound on the extrapolation length, adapted as it goes
 
@@ -339,7 +348,7 @@ def _run_em(design: Design, gate: Gate, params: MoEParams, tol: float, max_iter:
         if len(trace) < 2:
             return False
         change = abs(ll - trace[-2])
-        return (change <= tol * abs(ll)) if stop == "relative" else (change <= tol * n)
+        return (change <= tol * abs(ll)) if stop == "relative" else (change <= tol * total)
 
     ll, resp = steps.e_step(log_w, log_phi, out=buf)
     while True:
@@ -459,7 +468,7 @@ def fit_em(X, y, n_experts: int, gate: Gate | str | dict | None = None,
            max_iter: int = 2000, rng=None, truth: MoEParams | None = None, *,
            stop: str = "relative", var_floor: float | None = None,
            init_scale: float | str = 1.0, accelerate: bool = False,
-           polish: bool = True, gtol: float = 1e-8,
+           polish: bool = True, gtol: float = 1e-8, sample_weight=None,
            warn: bool = True) -> FitResult:
     """Fit a Gaussian mixture of experts by EM, keeping the best of ``n_init`` restarts.
 
@@ -509,7 +518,13 @@ default="kmeans"
         every restart is polished before the best is chosen. See docs/theory.md,
         "Certified fits and inference".
     gtol : float, default=1e-8
-        Certification tolerance on the score per sample.
+        Certification tolerance on the score per sample (per unit of weight).
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weights: sample n counts ``sample_weight[n]`` times in the
+        log-likelihood, the stopping rule (``"per_sample"`` divides by their sum),
+        every M-step (the responsibilities are multiplied by them) and the polish.
+        Samples of weight 0 are left out before anything else, so they change
+        nothing (not even the random starts).
     warn : bool, default=True
         Emit a :class:`~gmoe.exceptions.ConvergenceWarning` if the best restart did
         not converge (or, polished, is not certified).
@@ -535,6 +550,10 @@ default="kmeans"
     True
     """
     X, y = check_X_y(X, y)
+    weight = check_sample_weight(sample_weight, X.shape[0])
+    if weight is not None and np.any(weight == 0):
+        keep = weight > 0
+        X, y, weight = X[keep], y[keep], weight[keep]
     k = check_positive_int(n_experts, "n_experts")
     gate = SoftmaxGate() if gate is None else make_gate(gate)
     n_init = check_positive_int(n_init, "n_init")
@@ -563,7 +582,7 @@ default="kmeans"
         var_floor = 1e-6 * max(float(np.var(y)), 1e-300)
     var_floor = check_positive_float(var_floor, "var_floor")
     rng = np.random.default_rng(rng)
-    design = Design(X, y)
+    design = Design(X, y, weight)
 
     start_time = time.perf_counter()
     # The products here are thin ((k, n) by (n, m)): threaded BLAS gains little and,
@@ -613,9 +632,14 @@ def _polish_run(run: dict, design: Design, gate: Gate, var_floor: float,
                    polish_iter=0, polish_message="EM failed: not polished",
                    information=None, param_names=[])
         return
-    res = _polish(design, gate, run["params"], var_floor, gtol=gtol)
+    # the polish measures the score per sample (per row); with sample weights the
+    # certificate is per unit of weight
+    per_row = design.total_weight / design.n
+    res = _polish(design, gate, run["params"], var_floor, gtol=gtol * per_row,
+                  sample_weight=design.weight)
     run.update(params=res.params, loglik=res.loglik, certified=res.certified,
-               degenerate=res.degenerate, grad_norm=res.grad_norm, polish_gain=res.gain,
+               degenerate=res.degenerate, grad_norm=res.grad_norm / per_row,
+               polish_gain=res.gain,
                polish_iter=res.n_iter, polish_message=res.message,
                information=res.information, param_names=res.names or [])
     # the variance floor is judged at the polished point, not where EM stopped

@@ -124,10 +124,13 @@ def params_from_responsibilities(design: Design, resp_T: np.ndarray, gate: Gate,
     """Turn responsibilities into parameters by one M-step (experts, then the gate).
 
     Hard (one-hot) responsibilities are smoothed towards uniform by ``smooth`` so
-    that separable labels do not send the gate's first M-step to infinity.
+    that separable labels do not send the gate's first M-step to infinity; then
+    multiplied by the design's sample weights, if it has any.
     """
     k = resp_T.shape[0]
     resp_T = (1 - smooth) * resp_T + smooth / k
+    if design.weight is not None:
+        resp_T *= design.weight
     zeros = np.zeros((k, design.d))
     a, b, var, log_phi, _, _ = experts_m_step(design, resp_T, zeros, np.zeros(k), var_floor)
     start = gate.prepare(MoEParams(np.zeros(k), zeros, a, b, var))

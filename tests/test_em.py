@@ -240,3 +240,63 @@ def test_auto_init_with_topk_gate_falls_back_to_kmeans_and_split_is_refused():
     assert len(fit3.restart_logliks) == 2 + 3
     with pytest.raises(ValueError, match="init='split'.*selects K = 2"):
         fit_em(X, y, 2, gate=TopKGate(2), init="split")
+
+
+# ------------------------------------------------------------------ sample weights
+def _weighted_data(n=400):
+    truth = MoEParams([1.0, 0.0], [[-3.0], [0.0]], [[2.0], [-2.0]], [0.0, 1.0], [0.1, 0.1])
+    X, y = GaussianMoE(SoftmaxGate(), truth).sample(n, rng=1)
+    weight = np.random.default_rng(2).integers(0, 4, size=n)
+    return X, y, weight
+
+
+@pytest.mark.parametrize("gate,k", [("softmax", 2), ("temperature", 2),
+                                    ({"name": "topk", "K": 2, "rank_by": "logit"}, 3)])
+def test_integer_sample_weights_fit_as_repeated_rows(gate, k):
+    # weighted EM: weighted responsibilities in every M-step (experts, the gate's
+    # Newton step with the column sums), the likelihood, the stopping rule and the polish
+    X, y, weight = _weighted_data()
+    Xr, yr = np.repeat(X, weight, axis=0), np.repeat(y, weight)
+    start = fit_em(X, y, k, gate=gate, rng=0, max_iter=3, polish=False, warn=False).params
+    weighted = fit_em(X, y, k, gate=gate, init=start, sample_weight=weight, warn=False)
+    repeated = fit_em(Xr, yr, k, gate=gate, init=start, warn=False)
+    assert weighted.n_iter == repeated.n_iter
+    assert weighted.loglik == pytest.approx(repeated.loglik, rel=1e-10)
+    assert weighted.params.allclose(repeated.params, atol=1e-7)
+    assert weighted.certified == repeated.certified
+
+
+def test_zero_sample_weights_are_the_rows_left_out():
+    # zero-weight rows are dropped before the random starts: the same fit, exactly
+    X, y, weight = _weighted_data()
+    weight = (weight > 0).astype(float)
+    kept = fit_em(X[weight > 0], y[weight > 0], 2, n_init=2, rng=3)
+    weighted = fit_em(X, y, 2, n_init=2, rng=3, sample_weight=weight)
+    assert weighted.params == kept.params and weighted.loglik == kept.loglik
+
+
+def test_softmax_m_step_uses_the_column_sums_of_weighted_responsibilities():
+    X, y, weight = _weighted_data(300)
+    weight = weight + 0.5
+    gate = SoftmaxGate()
+    params = random_params(np.random.default_rng(4), 3, 1)
+    design = Design(X, y, weight)
+    resp = np.random.default_rng(5).dirichlet(np.ones(3), size=300).T * weight
+    log_w = gate._log_weights_T(design, params)
+    new, log_w_new, _ = gate.m_step(design, resp, params, log_w)
+    # at the maximum of sum_n sum_i r_ni log g_i the gradient r - c P vanishes
+    P = np.exp(log_w_new)
+    grad = (resp - P * resp.sum(axis=0)) @ design.ZT.T
+    assert np.max(np.abs(grad)) < 1e-3   # about 100 when the sums are taken to be 1
+
+
+@pytest.mark.parametrize("weight,match", [
+    (np.ones(9), r"sample_weight should have the shape of \(10,\)"),
+    (-np.ones(10), "must be >= 0"),
+    (np.zeros(10), "0 for every sample"),
+    (np.full(10, np.nan), "NaN or inf"),
+])
+def test_bad_sample_weights_raise(weight, match):
+    X = np.random.default_rng(0).normal(size=(10, 1))
+    with pytest.raises(ValueError, match=match):
+        fit_em(X, X[:, 0], 1, sample_weight=weight)

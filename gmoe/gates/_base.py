@@ -210,7 +210,9 @@ class Gate(ABC):
         ----------
         design : Design
         resp_T : ndarray of shape (k, n)
-            Responsibilities; each column sums to 1.
+            Responsibilities times the sample weights: each column sums to the
+            sample's weight (to 1 without weights). The step must use these column
+            sums, not assume 1.
         params : MoEParams
             Current parameters (the expert parts are left unchanged).
         log_w_T : ndarray of shape (k, n)

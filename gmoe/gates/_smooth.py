@@ -266,7 +266,7 @@ class SmoothGate(Gate):
         q0, n_steps, notes = point.q, 0, []
         if theta.size == 0:
             return point, q0, 0, notes
-        gain_tol = self.tol * design.n
+        gain_tol = self.tol * design.total_weight
         for _ in range(self.max_iter):
             grad, H = self._grad_fisher(point, design, resp_T, mask, weight)
             delta = psd_solve(H, grad)

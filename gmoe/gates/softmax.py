@@ -31,11 +31,13 @@ def log_softmax_T(eta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return eta, P, m + log_s
 
 
-def logit_gram(P: np.ndarray, zz: np.ndarray, p: int) -> np.ndarray:
-    """Negative Hessian of ``sum_n log softmax`` in the free logits' coefficients.
+def logit_gram(P: np.ndarray, zz: np.ndarray, p: int,
+               c: np.ndarray | None = None) -> np.ndarray:
+    """Negative Hessian of ``sum_n c_n log softmax`` in the free logits' coefficients.
 
-    Block (i, j) is ``sum_n P_in (delta_ij - P_jn) z_n z_n^T`` for i, j < k - 1; all
-    blocks come from one matrix product with the precomputed outer products ``zz``.
+    Block (i, j) is ``sum_n c_n P_in (delta_ij - P_jn) z_n z_n^T`` for i, j < k - 1
+    (``c_n = 1`` when ``c`` is None); all blocks come from one matrix product with the
+    precomputed outer products ``zz``.
     """
     km1 = P.shape[0] - 1
     pairs = [(i, j) for i in range(km1) for j in range(i, km1)]
@@ -44,6 +46,8 @@ def logit_gram(P: np.ndarray, zz: np.ndarray, p: int) -> np.ndarray:
         np.multiply(P[i], -P[j], out=C[row])
         if i == j:
             C[row] += P[i]
+    if c is not None:
+        C *= c
     blocks = (C @ zz.T).reshape(len(pairs), p, p)
     H = np.empty((km1 * p, km1 * p))
     for row, (i, j) in enumerate(pairs):
@@ -145,14 +149,16 @@ class SoftmaxGate(Gate):
         theta = np.column_stack([params.beta1[:-1], params.beta0[:-1]])  # (k-1, p)
         RZ = resp_T[:-1] @ ZT.T
         P = np.exp(log_w_T)
+        # column sums of the responsibilities: the sample weights (1 without weights)
+        c = resp_T.sum(axis=0)
         # logits are 0 for the reference expert, so its log weight is -lse
-        q = float(np.sum(theta * RZ) + np.sum(log_w_T[-1]))
+        q = float(np.sum(theta * RZ) + np.dot(c, log_w_T[-1]))
         q0, n_steps = q, 0
         info = GateStepInfo(q0, q0)
         full = np.zeros((k, p))
         for _ in range(self.max_newton):
-            grad = RZ - P[:-1] @ ZT.T
-            H = logit_gram(P, design.zz, p)
+            grad = RZ - (P[:-1] * c) @ ZT.T
+            H = logit_gram(P, design.zz, p, c)
             delta = newton_solve(H, grad.ravel()).reshape(k - 1, p)
             decrement = float(np.sum(grad * delta))
             if not np.isfinite(decrement) or decrement / 2 <= self.newton_tol:
@@ -163,7 +169,7 @@ class SoftmaxGate(Gate):
                 full[:-1] = trial
                 eta = full @ ZT
                 lw, P_new, lse = log_softmax_T(eta)
-                q_new = float(np.sum(trial * RZ) - np.sum(lse))
+                q_new = float(np.sum(trial * RZ) - np.dot(c, lse))
                 if q_new >= q:
                     accepted = True
                     break

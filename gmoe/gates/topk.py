@@ -79,9 +79,11 @@ def _masked_lse(a: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return m + np.log(b.sum(axis=0))
 
 
-def _observed_loglik(log_w_T: np.ndarray, log_phi_T: np.ndarray) -> float:
-    """``sum_n logsumexp_i(log_w + log_phi)`` (log weights may be -inf)."""
-    return float(np.sum(_masked_lse(log_w_T + log_phi_T, log_w_T > -np.inf)))
+def _observed_loglik(log_w_T: np.ndarray, log_phi_T: np.ndarray,
+                     weight: np.ndarray | None = None) -> float:
+    """``sum_n weight_n logsumexp_i(log_w + log_phi)`` (log weights may be -inf)."""
+    ll_n = _masked_lse(log_w_T + log_phi_T, log_w_T > -np.inf)
+    return float(np.sum(ll_n) if weight is None else ll_n @ weight)
 
 
 class TopKGate(SmoothGate):
@@ -314,7 +316,7 @@ class TopKGate(SmoothGate):
         if log_phi_T is None:
             value = weighted_objective(resp_T, log_w)
         else:
-            value = _observed_loglik(log_w, log_phi_T)
+            value = _observed_loglik(log_w, log_phi_T, design.weight)
         return (value if np.isfinite(value) else -np.inf), log_w, mask
 
     def _observed_value(self, theta, design: Design, log_phi_T, k: int) -> float:
@@ -322,8 +324,8 @@ class TopKGate(SmoothGate):
         beta0, beta1, _ = self._arrays(theta, k, design.d)
         eta, slope = self._eta(beta0, beta1, None, design)
         mask = self._mask(beta0, beta1, design, eta, slope)
-        total = np.sum(_masked_lse(eta + log_phi_T, mask) - _masked_lse(eta, mask))
-        return float(total) if np.isfinite(total) else -np.inf
+        total = design.weighted_sum(_masked_lse(eta + log_phi_T, mask) - _masked_lse(eta, mask))
+        return total if np.isfinite(total) else -np.inf
 
     def _polish(self, theta, value, design: Design, log_phi_T, k: int):
         """Nelder-Mead on the observed log-likelihood, in Fisher-whitened coordinates.
@@ -339,9 +341,10 @@ class TopKGate(SmoothGate):
         eta, _ = self._eta(beta0, beta1, None, design)
         _, P, _ = log_softmax_T(eta)
         point = _Point(theta, eta, None, None, P, 0.0)
-        _, H = self._grad_fisher(point, design, P, None, (P, np.ones(design.n)))
+        sw = np.ones(design.n) if design.weight is None else design.weight
+        _, H = self._grad_fisher(point, design, P * sw, None, (P * sw, sw))
         w, V = np.linalg.eigh(0.5 * (H + H.T))
-        floor = max(1e-6 * w[-1], 1e-8 * design.n) if np.isfinite(w[-1]) else 1.0
+        floor = max(1e-6 * w[-1], 1e-8 * design.total_weight) if np.isfinite(w[-1]) else 1.0
         T = V / np.sqrt(np.maximum(w, floor))
         m = theta.size
 
@@ -377,7 +380,7 @@ class TopKGate(SmoothGate):
             return self._with_theta(point.theta, params), point.log_w, info
         candidates = [point.theta]
         outside = float(np.sum(resp_T, where=~mask0))
-        if outside > 1e-12 * design.n:
+        if outside > 1e-12 * design.total_weight:
             # responsibilities on unselected experts (starting values): the dense
             # softmax fit of the same responsibilities is another candidate
             dense, _, _, _ = self._maximize(theta0, design, resp_T, k, None)
@@ -386,7 +389,7 @@ class TopKGate(SmoothGate):
                          "dense softmax candidate tried")
 
         # 2. the selection moves with beta: judge candidates on the observed likelihood
-        base = (_observed_loglik(log_w0, log_phi_T) if log_phi_T is not None
+        base = (_observed_loglik(log_w0, log_phi_T, design.weight) if log_phi_T is not None
                 else weighted_objective(resp_T, log_w0))
         results = [self._hard_value(theta, design, resp_T, log_phi_T, k) for theta in candidates]
         best = int(np.argmax([res[0] for res in results]))
@@ -415,7 +418,7 @@ class TopKGate(SmoothGate):
         gain = value - base
         fixed_boundaries = self.rank_by == "slope" and design.d == 1
         if (log_phi_T is not None and self.polish_evals > 0 and not fixed_boundaries
-                and not gain > self.polish_gain * design.n):
+                and not gain > self.polish_gain * design.total_weight):
             polished, nfev = self._polish(theta, value, design, log_phi_T, k)
             if polished is not theta:
                 theta = polished
