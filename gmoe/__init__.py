@@ -4,8 +4,9 @@ from .config import ConfigError, SimConfig, list_configs, load_config
 from .density import hellinger, total_variation
 from .em import FitResult, fit_em
 from .estimator import MoERegressor
-from .exceptions import ConvergenceWarning, IdentifiabilityWarning
+from .exceptions import ConvergenceWarning, IdentifiabilityWarning, InferenceWarning
 from .gates import ActivationGate, Gate, SoftmaxGate, TemperatureGate, TopKGate, make_gate
+from .logit_errors import LogitErrors, logit_errors
 from .losses import (
     ParameterErrors,
     VoronoiLoss,
@@ -31,6 +32,8 @@ __all__ = [
     "GaussianMoE",
     "Grid",
     "IdentifiabilityWarning",
+    "InferenceWarning",
+    "LogitErrors",
     "MoEParams",
     "MoERegressor",
     "Normal",
@@ -49,6 +52,7 @@ __all__ = [
     "list_configs",
     "load_config",
     "load_results",
+    "logit_errors",
     "make_gate",
     "make_xlaw",
     "parameter_errors",
