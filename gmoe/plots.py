@@ -16,8 +16,8 @@ METRIC_LABELS = {
     "loss": "Voronoi loss",
     "hellinger": "Hellinger distance",
     "tau_error": "|tau - tau*|",
-    "logit_ratio": "max |d((beta_i - beta_j) / tau)| (identified)",
-    "logit_raw": "max |d(beta_i - beta_j)| (not identified with tau learned)",
+    "logit_ratio": "max |d((beta_i - beta_j) / tau)|",
+    "logit_raw": "max |d(beta_i - beta_j)|",
 }
 
 
@@ -202,7 +202,7 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
 
 
 def plot_rates(results, metric: str = "loss", center: str = "median", band: str = "quantile",
-               theory: float | None = None, ax=None, title: str | None = None):
+               theory: float | None = None, ax=None, title: str | None = None, verdict: tuple | None = None):
     """Log-log plot of a metric against n, with the fitted rate and the theoretical slope.
 
     Parameters
@@ -222,6 +222,10 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
         line at the geometric middle of the sample sizes, and the legend says so.
         The fitted line's legend gives its slope and 95% confidence interval.
     ax : matplotlib Axes, optional
+    title : str, optional
+    verdict : (float, float), optional
+        The n-range the rate is fitted on (default: the config's declared
+        ``[verdict]``, read from the sweep folder; the whole grid if none).
 
     Returns
     -------
@@ -267,7 +271,7 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
                     elinewidth=0.8, capsize=0,
                     label=f"{name}: {shown} of the replications, bars {bars}")
         n_all = part["n"].to_numpy(dtype=float)
-        n_min, n_max = _verdict_range(meta)
+        n_min, n_max = _verdict_range(meta) if verdict is None else verdict
         inside = (n_all >= n_min) & (n_all <= n_max)
         try:
             with warnings.catch_warnings():
@@ -394,6 +398,7 @@ def plot_sweep(out_dir, metrics=None, center: str = "median", formats=("png", "p
     for metric in metrics:
         # the results are loaded once, not once per metric
         fig = plot_rates(df, metric, center=center, theory=theory.get(metric),
+                         verdict=_verdict_range(meta),
                          title=f"{name}: {_metric_label(metric, kind)}")
         written += _save(fig, dest / f"{name}_{metric}", formats)
     if failures:
