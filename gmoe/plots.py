@@ -202,7 +202,8 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
 
 
 def plot_rates(results, metric: str = "loss", center: str = "median", band: str = "quantile",
-               theory: float | None = None, ax=None, title: str | None = None, verdict: tuple | None = None):
+               theory: float | None = None, ax=None, title: str | None = None,
+               verdict: tuple | None = None):
     """Log-log plot of a metric against n, with the fitted rate and the theoretical slope.
 
     Parameters
