@@ -21,10 +21,14 @@ METRIC_LABELS = {
 }
 
 
-def _metric_label(metric: str, kind: str | None = None) -> str:
-    if metric in ("loss", "loss_mass") and kind:
+def _metric_label(metric: str, kind: str | None = None, translation: str | None = None) -> str:
+    """Axis label of a metric; losses and gate errors name their translation convention."""
+    if metric in ("loss", "loss_mass", "loss_infimum"):
         label = {"exact": "Voronoi loss D1", "over": "Voronoi loss D2"}.get(kind, "Voronoi loss")
-        return label + (" (t0 by total mass)" if metric == "loss_mass" else "")
+        convention = {"loss_mass": "mass", "loss_infimum": "infimum"}.get(metric, translation)
+        return label + (f", translation: {convention}" if convention else "")
+    if translation and metric.startswith(("beta1_", "weight_")):
+        return _metric_label(metric) + f", translation: {translation}"
     if metric in METRIC_LABELS:
         return METRIC_LABELS[metric]
     if metric.startswith("light_share_size"):
@@ -37,6 +41,13 @@ def _metric_label(metric: str, kind: str | None = None) -> str:
         if metric.startswith(param + "_atom"):
             return f"|d{param}| of true atom {metric.split('_atom')[1]}"
     return metric
+
+
+def _translation(df) -> str:
+    """The loss's translation convention as recorded (older sweeps: the infimum)."""
+    if "loss_translation" in df and df["loss_translation"].notna().any():
+        return str(df["loss_translation"].dropna().iloc[0])
+    return "infimum"
 
 
 def _loss_kind(df) -> str | None:
@@ -297,8 +308,9 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
                       f"n = {gm:.0f}")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_ylabel(_metric_label(metric, kind))
-    return _finish(fig, ax, meta, title, _metric_label(metric, kind))
+    label = _metric_label(metric, kind, _translation(df))
+    ax.set_ylabel(label)
+    return _finish(fig, ax, meta, title, label)
 
 
 def _fit_label(rate) -> str:
@@ -314,7 +326,15 @@ def _finish(fig, ax, meta: dict, title: str | None, what: str):
     name = meta.get("configs", [{}])[0].get("name", "") if meta else ""
     ax.set_title(title if title is not None else f"{name}: {what}")
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8)
+    handles, _ = ax.get_legend_handles_labels()
+    if len(handles) > 5:
+        # many series: the legend goes below the axes, where it hides no data
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(width, height + 0.2 * len(handles))
+        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1,
+                  frameon=False)
+    else:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -400,7 +420,7 @@ def plot_sweep(out_dir, metrics=None, center: str = "median", formats=("png", "p
         # the results are loaded once, not once per metric
         fig = plot_rates(df, metric, center=center, theory=theory.get(metric),
                          verdict=_verdict_range(meta),
-                         title=f"{name}: {_metric_label(metric, kind)}")
+                         title=f"{name}: {_metric_label(metric, kind, _translation(df))}")
         written += _save(fig, dest / f"{name}_{metric}", formats)
     if failures:
         fig = plot_failures(df, title=f"{name}: failed fits and capped losses")
