@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ._design import Design
+from ._scaling import Scaling, response_scale
 from ._validation import (
     check_choice,
     check_positive_float,
@@ -17,7 +19,13 @@ from ._validation import (
     check_sample_weight,
     check_X_y,
 )
-from .exceptions import ConvergenceWarning, InferenceWarning
+from .exceptions import (
+    ConvergenceWarning,
+    DegenerateFitWarning,
+    IdentifiabilityWarning,
+    InferenceWarning,
+    SeparationWarning,
+)
 from .experts import expert_log_density_T, experts_m_step
 from .gates import Gate, SoftmaxGate, make_gate
 from .inference import ParamArrays, covariance, standard_errors, wald_intervals
@@ -96,6 +104,10 @@ class FitResult:
         ``param_names``).
     param_names : list of str
         Names of the free coordinates (variances and tau on the log scale).
+    standardized : bool
+        The fit ran in standardised units (``fit_em(standardize=True)``); every
+        number here is in the units of X and y, except ``grad_norm``, which is in
+        the standardised ones.
     """
 
     params: MoEParams
@@ -122,13 +134,11 @@ class FitResult:
     var_floor: float = np.nan
     information: np.ndarray | None = field(default=None, repr=False)
     param_names: list = field(default_factory=list)
+    standardized: bool = False
 
     # -------------------------------------------------------------- inference
     def _layout(self):
-        layout = self.gate.free_layout(self.params.k, self.params.d)
-        k, d = self.params.k, self.params.d
-        layout += [("a", (i, j)) for i in range(k) for j in range(d)]
-        return layout + [("b", (i,)) for i in range(k)] + [("var", (i,)) for i in range(k)]
+        return free_layout(self.gate, self.params.k, self.params.d)
 
     def _why_no_information(self) -> str | None:
         if self.information is not None:
@@ -203,7 +213,8 @@ class FitResult:
                 "polished": bool(self.polished), "grad_norm": float(self.grad_norm),
                 "polish_gain": float(self.polish_gain), "polish_iter": int(self.polish_iter),
                 "certified": bool(self.certified), "degenerate": bool(self.degenerate),
-                "polish_message": self.polish_message, "var_floor": float(self.var_floor)}
+                "polish_message": self.polish_message, "var_floor": float(self.var_floor),
+                "standardized": bool(self.standardized)}
 
     def summary(self, alpha: float = 0.05) -> str:
         """A statsmodels-style report: fit, certification and a parameter table with
@@ -269,6 +280,13 @@ class FitResult:
                 f"converged={self.converged}, reason={self.reason!r})")
 
 
+def free_layout(gate: Gate, k: int, d: int) -> list[tuple[str, tuple[int, ...]]]:
+    """``(field, index)`` of every free coordinate: the gate's, then ``a``, ``b``, ``var``."""
+    layout = gate.free_layout(k, d)
+    layout += [("a", (i, j)) for i in range(k) for j in range(d)]
+    return layout + [("b", (i,)) for i in range(k)] + [("var", (i,)) for i in range(k)]
+
+
 def _pack(params: MoEParams) -> np.ndarray:
     """Parameters as one vector for extrapolation: variances and tau on the log scale."""
     parts = [params.beta0, params.beta1.ravel(), params.a.ravel(), params.b, np.log(params.var)]
@@ -322,8 +340,14 @@ _SQUAREM_STEP_FACTOR = 4.0
 
 
 def _run_em(design: Design, gate: Gate, params: MoEParams, tol: float, max_iter: int,
-            stop: str, var_floor: float, accelerate: bool = False) -> dict:
+            stop: str, var_floor: float, accelerate: bool = False, *, offset: float = 0.0,
+            var_unit: float = 1.0, progress=None) -> dict:
     """One EM run from ``params``; never raises on numerical failure.
+
+    ``offset`` is added to every log-likelihood of the trace and of the stopping rule
+    (the log-Jacobian from internal to the user's units), ``var_unit`` converts the
+    variance floor to the user's units in messages; ``progress(n_iter, loglik)``, if
+    given, is called every 100 M-steps.
 
     With ``accelerate``, SQUAREM (Varadhan & Roland 2008, scheme S3, with the step
     bound of the R package SQUAREM: it starts at 1 and is multiplied by 4 whenever it
@@ -341,10 +365,16 @@ def _run_em(design: Design, gate: Gate, params: MoEParams, tol: float, max_iter:
     total = design.total_weight
     n_msteps = 0
     step_max = 1.0  # SQUAREM's bound on the extrapolation length, adapted as it goes
+    next_report = 100
 
     def record(ll: float) -> bool:
-        """Append ll; True when the stopping rule is met."""
+        """Append ll (in the user's units); True when the stopping rule is met."""
+        nonlocal next_report
+        ll = ll + offset
         trace.append(ll)
+        if progress is not None and n_msteps >= next_report:
+            progress(n_msteps, ll)
+            next_report += 100
         if len(trace) < 2:
             return False
         change = abs(ll - trace[-2])
@@ -414,53 +444,179 @@ def _run_em(design: Design, gate: Gate, params: MoEParams, tol: float, max_iter:
     if reason is None and floored is not None and floored.any():
         which = ", ".join(str(i) for i in np.flatnonzero(floored))
         reason = (f"degenerate variance: expert(s) {which} at the variance floor "
-                  f"{var_floor:.3g} (a collapsing component)")
+                  f"{var_floor * var_unit:.3g} (a collapsing component)")
     return {"params": params, "loglik": trace[-1] if trace else -np.inf,
             "n_iter": n_msteps, "converged": converged,
             "trace": np.array(trace), "reason": reason, "stopped_by": stopped_by,
-            "floor_hits": steps.floor_hits}
+            "floor_hits": steps.floor_hits,
+            # responsibility mass and variance of each expert: which one to split
+            "spread": resp.sum(axis=1) * params.var}
 
 
-def _restarts(design, gate, init, n_init, k, truth, rng, init_scale, tol, max_iter, stop,
-              var_floor, accelerate) -> list[dict]:
+class _Progress:
+    """Progress of a fit: one line per EM run (and per polish) on stderr with
+    ``verbose >= 1``, one per 100 EM iterations with ``verbose >= 2``, and
+    ``callback(done, total, label)`` after each step."""
+
+    def __init__(self, total: int, verbose: int, callback, k: int):
+        self.total, self.verbose, self.callback, self.k = total, verbose, callback, k
+        self.done, self.label = 0, ""
+        self.start = time.perf_counter()
+
+    def _line(self, text: str) -> None:
+        print(f"gmoe fit_em (k={self.k}): {text}", file=sys.stderr, flush=True)
+
+    def begin(self, label: str) -> None:
+        self.label = label
+
+    def iteration(self, n_iter: int, loglik: float) -> None:
+        if self.verbose >= 2:
+            self._line(f"  {self.label}: iteration {n_iter}, log-likelihood {loglik:.10g}")
+
+    def step_done(self, text: str) -> None:
+        self.done += 1
+        if self.verbose >= 1:
+            elapsed = time.perf_counter() - self.start
+            self._line(f"[{self.done}/{self.total}] {self.label}: {text} ({elapsed:.1f} s)")
+        if self.callback is not None:
+            self.callback(self.done, self.total, self.label)
+
+
+@dataclass
+class _Context:
+    """Everything the EM runs of one fit share (internal units)."""
+
+    design: Design
+    gate: Gate
+    rng: np.random.Generator
+    tol: float
+    max_iter: int
+    stop: str
+    var_floor: float
+    accelerate: bool
+    scaling: Scaling
+    k: int
+    report: _Progress | None = None
+    truth: MoEParams | None = None
+    init_scale: float | str = 1.0
+
+    def run(self, params0: MoEParams, label: str) -> dict:
+        """One EM run from ``params0`` (internal units)."""
+        report = self.report
+        if report is not None:
+            report.begin(label)
+        run = _run_em(self.design, self.gate, params0, self.tol, self.max_iter, self.stop,
+                      self.var_floor, self.accelerate,
+                      offset=self.scaling.log_jacobian(self.design.total_weight),
+                      var_unit=self.scaling.y_scale**2,
+                      progress=None if report is None else report.iteration)
+        run["label"] = label
+        if report is not None:
+            state = ("converged" if run["converged"] else
+                     "FAILED" if run["stopped_by"] == "failure" else "max_iter")
+            report.step_done(f"log-likelihood {run['loglik']:.8g} after {run['n_iter']} "
+                             f"iterations ({state})")
+        return run
+
+
+def _best(runs: list[dict]) -> dict:
+    """The run with the highest log-likelihood among those that did not fail."""
+    pool = [r for r in runs if r["reason"] is None] or runs
+    return max(pool, key=lambda r: r["loglik"])
+
+
+def _split_runs(ctx: _Context, base: dict, count: int) -> list[dict]:
+    """EM from ``base`` with one more expert: ``count`` of its experts split apart (all
+    of them in expert order, or those with the largest responsibility mass times
+    variance), plus its exact embedding (never below ``base``, for dense gates)."""
+    params = base["params"]
+    k = params.k
+    order = (range(k) if count >= k
+             else np.argsort(-np.asarray(base["spread"]), kind="stable")[:count])
+    starts = [(split_expert(params, int(j), ctx.rng, jitter=0.5),
+               f"expert {int(j)} of the {k}-expert fit split") for j in order]
+    starts.append((split_expert(params, int(np.argmax(params.beta0)), jitter=0.0),
+                   f"the {k}-expert fit embedded"))
+    return [ctx.run(ctx.gate.prepare(p0), label) for p0, label in starts]
+
+
+def _greedy(ctx: _Context, k: int) -> dict:
+    """The greedy k-expert fit: from the smallest fit the gate allows (one expert: the
+    weighted least-squares fit), add one expert at a time, each time splitting the
+    expert with the largest responsibility mass times variance."""
+    first = max(ctx.gate.min_experts, 1)
+    current = _best(_restarts(ctx, "kmeans", 1, first))
+    for _ in range(first, k):
+        current = _best(_split_runs(ctx, current, 1))
+    return current
+
+
+def _count_runs(init, n_init: int, k: int, min_experts: int) -> tuple[int, int]:
+    """``(EM runs, final runs)`` that :func:`_restarts` makes (final runs are polished)."""
+    if isinstance(init, MoEParams):
+        return 1, 1
+    if init == "auto":
+        if k == 1:
+            return 1, 1
+        if k - 1 < min_experts:
+            return n_init, n_init
+        final = n_init + min(n_init, k - 1) + 1
+        first = max(min_experts, 1)
+        return final + 1 + 2 * (k - 1 - first), final
+    if init == "split":
+        if k == 1:
+            return 1, 1
+        smaller = n_init if k == 2 else _count_runs("split", n_init, k - 1, min_experts)[0]
+        return smaller + k, k
+    return n_init, n_init
+
+
+def _restarts(ctx: _Context, init, n_init: int, k: int) -> list[dict]:
     """Run EM from each of the starting points; one result dict per restart."""
+    gate, design = ctx.gate, ctx.design
     X, y, n = design.X, design.y, design.n
-    args = (tol, max_iter, stop, var_floor)
-    if isinstance(init, str) and init == "auto" and k - 1 < gate.min_experts:
-        # a top-K gate cannot have fewer experts than it selects: k-means starts only
-        return _restarts(design, gate, "kmeans", n_init, k, truth, rng, init_scale, *args,
-                         accelerate)
-    if isinstance(init, str) and init in ("split", "auto"):
+    if isinstance(init, str) and init == "auto":
         if k == 1:  # one expert: a weighted least-squares fit, restarts are identical
-            return _restarts(design, gate, "kmeans", 1, 1, truth, rng, init_scale, *args,
-                             accelerate)
+            return _restarts(ctx, "kmeans", 1, 1)
+        # k-means first, drawing from rng exactly as init="kmeans" with the same seed
+        own = _restarts(ctx, "kmeans", n_init, k)
+        if k - 1 < gate.min_experts:
+            # a top-K gate cannot have fewer experts than it selects: k-means starts only
+            return own
+        # then the greedy (k-1)-expert fit, a few of its experts split, and its exact
+        # embedding: never below that fit (dense gates), at a cost that grows like k
+        # EM runs with few experts instead of n_init k-means restarts at every k
+        return own + _split_runs(ctx, _greedy(ctx, k - 1), min(n_init, k - 1))
+    if isinstance(init, str) and init == "split":
+        if k == 1:
+            return _restarts(ctx, "kmeans", 1, 1)
         # the (k-1)-expert fit, drawing from rng exactly as a fit_em call with the same
         # init and seed would, so its best run is that call's result
-        inner = init if (k > 2 or init == "auto") else "kmeans"
-        smaller = _restarts(design, gate, inner, n_init, k - 1, truth, rng, init_scale,
-                            *args, accelerate)
-        own = (_restarts(design, gate, "kmeans", n_init, k, truth, rng, init_scale, *args,
-                         accelerate) if init == "auto" else [])
-        pool = [r for r in smaller if r["reason"] is None] or smaller
-        base = max(pool, key=lambda r: r["loglik"])["params"]
+        smaller = _restarts(ctx, "split" if k > 2 else "kmeans", n_init, k - 1)
         # every expert split apart, plus the exact embedding of the smaller fit: the
         # best of these never ends below the (k-1)-expert fit (dense gates)
-        starts = [split_expert(base, j, rng, jitter=0.5) for j in range(k - 1)]
-        starts.append(split_expert(base, int(np.argmax(base.beta0)), jitter=0.0))
-        return own + [_run_em(design, gate, gate.prepare(p0), *args, accelerate=accelerate)
-                      for p0 in starts]
+        return _split_runs(ctx, _best(smaller), k - 1)
     runs = []
-    for _ in range(n_init if not isinstance(init, MoEParams) else 1):
+    count = 1 if isinstance(init, MoEParams) else n_init
+    for i in range(count):
         if isinstance(init, MoEParams):
-            params0 = gate.prepare(init)
+            params0, label = gate.prepare(init), "the given start"
         elif init == "near_truth":
-            params0 = gate.prepare(near_truth_params(truth, k, n, rng, init_scale))
+            params0 = ctx.scaling.to_internal(
+                gate.prepare(near_truth_params(ctx.truth, k, n, ctx.rng, ctx.init_scale)), gate)
+            label = f"near-truth start {i + 1}/{count}"
         else:
-            resp = (kmeans_responsibilities(X, y, k, rng) if init == "kmeans"
-                    else random_responsibilities(n, k, rng))
-            params0 = params_from_responsibilities(design, resp, gate, var_floor)
-        runs.append(_run_em(design, gate, params0, *args, accelerate=accelerate))
+            resp = (kmeans_responsibilities(X, y, k, ctx.rng) if init == "kmeans"
+                    else random_responsibilities(n, k, ctx.rng))
+            params0 = params_from_responsibilities(design, resp, gate, ctx.var_floor)
+            label = f"{'k-means' if init == 'kmeans' else 'random'} start {i + 1}/{count}"
+        runs.append(ctx.run(params0, label if k == ctx.k else f"{label} with k={k}"))
     return runs
+
+
+#: Default variance floor: this share of the response's variance (see
+#: :func:`gmoe._scaling.response_scale` for the scale of a constant response).
+VAR_FLOOR_SHARE = 1e-6
 
 
 def fit_em(X, y, n_experts: int, gate: Gate | str | dict | None = None,
@@ -469,6 +625,7 @@ def fit_em(X, y, n_experts: int, gate: Gate | str | dict | None = None,
            stop: str = "relative", var_floor: float | None = None,
            init_scale: float | str = 1.0, accelerate: bool = False,
            polish: bool = True, gtol: float = 1e-8, sample_weight=None,
+           standardize: bool = False, verbose: int = 0, progress=None,
            warn: bool = True) -> FitResult:
     """Fit a Gaussian mixture of experts by EM, keeping the best of ``n_init`` restarts.
 
@@ -477,7 +634,7 @@ def fit_em(X, y, n_experts: int, gate: Gate | str | dict | None = None,
     X : array-like of shape (n_samples, n_features)
     y : array-like of shape (n_samples,)
     n_experts : int
-        Number of experts k to fit (>= 1).
+        Number of experts k to fit, from 1 to the number of samples.
     gate : Gate, str or dict, default=SoftmaxGate()
     init : {"kmeans", "random", "near_truth", "split", "auto"} or MoEParams, \
 default="kmeans"
@@ -486,10 +643,16 @@ default="kmeans"
         fits k - 1 experts first (recursively, k-means at k = 2) and starts from
         each of its experts split in two, plus the exact embedding of that fit, so
         that (for dense gates) the k-expert fit never ends below the (k-1)-expert
-        one: use it to compare numbers of experts. ``"auto"`` does both: ``n_init``
-        k-means starts and the split starts from the ``"auto"`` fit with k - 1
-        experts, so a k-expert fit never ends below the (k-1)-expert fit made with
-        the same seed. An explicit MoEParams starts from those parameters.
+        ``"split"`` fit with the same seed; its cost grows like k**2 EM runs.
+        ``"auto"``: the ``n_init`` k-means starts of ``init="kmeans"`` (the same
+        draws: never below that fit with the same seed), then a greedy
+        (k-1)-expert fit grown one expert at a time from one expert (splitting the
+        expert with the largest responsibility mass times variance), and from it
+        ``min(n_init, k - 1)`` split starts and its exact embedding (so, for dense
+        gates, never below that greedy fit). Its cost is that of ``"kmeans"`` plus
+        about ``k`` EM runs with fewer experts: 1.4-3.5x ``"kmeans"`` with
+        ``n_init=5`` for k from 2 to 40 (docs: user guide, "Fitting your own data").
+        An explicit MoEParams starts from those parameters (in the units of X and y).
     n_init : int, default=1
         Number of restarts; the best final log-likelihood among successful fits wins.
     tol : float, default=1e-6
@@ -501,8 +664,13 @@ default="kmeans"
     stop : {"relative", "per_sample"}, default="relative"
         ``"relative"`` stops when ``|l_t - l_{t-1}| <= tol |l_t|`` (the published
         rule, which loosens with n); ``"per_sample"`` when ``|l_t - l_{t-1}| <= tol n``.
+        Both are evaluated on the log-likelihood in the units of y.
     var_floor : float, optional
-        Lower bound of the variances; default ``1e-6 * var(y)``.
+        Lower bound of the variances, in the units of y squared. Default:
+        ``1e-6 s**2`` with ``s**2`` the (weighted) variance of y, relative to the
+        data's scale; ``s`` is at least ``1e-8 max|y|`` (a response constant to 8
+        significant digits has that scale) and 1 when y is identically 0. A fit with a
+        variance at the floor is degenerate.
     init_scale : float or "published", default=1.0
         The constant c of the near-truth noise ``c * n**-0.083`` on every parameter;
         ``"published"`` is the published code's profile (0.005 on the gate
@@ -518,16 +686,35 @@ default="kmeans"
         every restart is polished before the best is chosen. See docs/theory.md,
         "Certified fits and inference".
     gtol : float, default=1e-8
-        Certification tolerance on the score per sample (per unit of weight).
+        Certification tolerance on the score per sample (per unit of weight), in the
+        fit's internal units (standardised ones with ``standardize``).
     sample_weight : array-like of shape (n_samples,), optional
         Non-negative weights: sample n counts ``sample_weight[n]`` times in the
         log-likelihood, the stopping rule (``"per_sample"`` divides by their sum),
         every M-step (the responsibilities are multiplied by them) and the polish.
         Samples of weight 0 are left out before anything else, so they change
         nothing (not even the random starts).
+    standardize : bool, default=False
+        Fit in standardised units (each column of X divided by its standard
+        deviation, not centred; y centred and divided by its standard deviation) and
+        map the parameters, the log-likelihood, the variance floor and the observed
+        information back to the units of X and y. The fit is then scale-free:
+        rescaling a covariate changes only its own slopes. ``MoERegressor`` does
+        this by default; sweeps do not (their data are in unit scale).
+    verbose : int, default=0
+        1: one line on stderr per EM run and per polish (with the log-likelihood and
+        the time so far); 2: also one line per 100 EM iterations.
+    progress : callable, optional
+        ``progress(done, total, label)`` after every EM run and every polish (e.g. to
+        drive a progress bar).
     warn : bool, default=True
         Emit a :class:`~gmoe.exceptions.ConvergenceWarning` if the best restart did
-        not converge (or, polished, is not certified).
+        not converge (or, polished, is not certified), a
+        :class:`~gmoe.exceptions.SeparationWarning` if its gate separates the data
+        (a hard switch, infinite maximum-likelihood slope), a
+        :class:`~gmoe.exceptions.DegenerateFitWarning` if it failed or is degenerate
+        (``reason``), or if the data cannot support the fit (a constant response,
+        fewer samples than expert parameters).
 
     Returns
     -------
@@ -536,8 +723,8 @@ default="kmeans"
     Raises
     ------
     ValueError
-        On malformed input (shapes, NaN/inf, n_experts < 1, unknown init, near_truth
-        without truth, ...).
+        On malformed input (shapes, NaN/inf, n_experts < 1 or more than the number
+        of samples, unknown init, near_truth without truth, ...).
 
     Examples
     --------
@@ -563,7 +750,13 @@ default="kmeans"
     if not (isinstance(init_scale, str) and init_scale == "published"):
         init_scale = check_positive_float(init_scale, "init_scale", allow_zero=True)
     gtol = check_positive_float(gtol, "gtol")
+    verbose = check_positive_int(int(verbose) if isinstance(verbose, bool) else verbose,
+                                 "verbose", minimum=0)
     n, d = X.shape
+    if k > n:
+        rows = "samples" if weight is None else "samples of positive weight"
+        raise ValueError(f"n_experts = {k} is more than the {n} {rows}: every expert needs "
+                         f"data of its own; use n_experts <= {n}")
     if isinstance(init, MoEParams):
         gate.check_params(init, d=d)
         if init.k != k:
@@ -578,53 +771,120 @@ default="kmeans"
             if truth is None:
                 raise ValueError("init='near_truth' needs the true parameters: pass truth=")
             gate.check_params(truth, d=d)
-    if var_floor is None:
-        var_floor = 1e-6 * max(float(np.var(y)), 1e-300)
-    var_floor = check_positive_float(var_floor, "var_floor")
+    scale, constant = response_scale(y, weight)
+    var_floor = (VAR_FLOOR_SHARE * scale**2 if var_floor is None
+                 else check_positive_float(var_floor, "var_floor"))
+    if warn:
+        _warn_about_data(constant, y, n, k, d)
     rng = np.random.default_rng(rng)
-    design = Design(X, y, weight)
+    scaling = Scaling.standardize(X, y, weight) if standardize else Scaling.none(d)
+    Xs, ys = scaling.data(X, y)
+    design = Design(Xs, ys, weight)
+    if isinstance(init, MoEParams):
+        init = scaling.to_internal(gate.prepare(init), gate)
+    n_runs, n_final = _count_runs(init, n_init, k, gate.min_experts)
+    report = (_Progress(n_runs + n_final * bool(polish), verbose, progress, k)
+              if verbose or progress is not None else None)
+    ctx = _Context(design, gate, rng, tol, max_iter, stop, var_floor / scaling.y_scale**2,
+                   accelerate, scaling, k, report, truth, init_scale)
 
     start_time = time.perf_counter()
     # The products here are thin ((k, n) by (n, m)): threaded BLAS gains little and,
     # on a loaded machine, spin-waiting threads make it 5-10x slower.
     with threadpool_limits(1, user_api="blas"):
-        runs = _restarts(design, gate, init, n_init, k, truth, rng, init_scale, tol,
-                         max_iter, stop, var_floor, accelerate)
-
+        runs = _restarts(ctx, init, n_init, k)
         if polish:
-            for run in runs:
-                _polish_run(run, design, gate, var_floor, gtol)
+            for i, run in enumerate(runs):
+                if report is not None:
+                    report.begin(f"polish {i + 1}/{len(runs)}")
+                _polish_run(run, ctx, gtol)
+                if report is not None:
+                    report.step_done(f"log-likelihood {run['loglik']:.8g}, "
+                                     f"{'certified' if run['certified'] else 'not certified'}")
     seconds = time.perf_counter() - start_time
+    for run in runs:
+        run["params"] = scaling.to_original(run["params"], gate)
 
     # the best log-likelihood among fits that did not fail and are not degenerate
     ok = [i for i, r in enumerate(runs) if r["reason"] is None]
     pool = ok if ok else list(range(len(runs)))
     best = max(pool, key=lambda i: runs[i]["loglik"])
     r = runs[best]
-    if warn and r["reason"] is None:
-        if polish and not r["certified"]:
-            warnings.warn(f"the fit is not a certified maximum: {r['polish_message']}",
-                          ConvergenceWarning, stacklevel=2)
-        elif not polish and not r["converged"]:
-            warnings.warn(f"EM did not converge in {max_iter} iterations (tol={tol}, "
-                          f"stop={stop!r}); increase max_iter or tol", ConvergenceWarning,
-                          stacklevel=2)
+    if warn:
+        _warn_about_fit(r, polish, max_iter, tol, stop)
+        _warn_about_duplicates(r["params"])
     extra = {}
     if polish and "certified" in r:
         extra = {key: r[key] for key in ("grad_norm", "polish_gain", "polish_iter",
                                          "certified", "degenerate", "polish_message",
-                                         "information", "param_names")}
+                                         "param_names")}
+        extra["information"] = scaling.information_to_original(
+            r["information"], free_layout(gate, k, d))
     return FitResult(params=r["params"], gate=gate, loglik=r["loglik"], n_iter=r["n_iter"],
                      converged=r["converged"], loglik_trace=r["trace"], reason=r["reason"],
                      stopped_by=r["stopped_by"], n_samples=n,
                      restart_logliks=[run["loglik"] for run in runs], best_restart=best,
                      floor_hits=r["floor_hits"], seconds=seconds,
                      em_loglik=r.get("em_loglik", r["loglik"]), polished=polish,
-                     var_floor=var_floor, **extra)
+                     var_floor=var_floor, standardized=not scaling.identity, **extra)
 
 
-def _polish_run(run: dict, design: Design, gate: Gate, var_floor: float,
-                gtol: float) -> None:
+def _warn_about_data(constant: bool, y: np.ndarray, n: int, k: int, d: int) -> None:
+    """Warn before fitting when the data cannot support the fit."""
+    if constant:
+        warnings.warn(f"the response y is constant ({y[0]:.8g} to 8 significant digits): "
+                      "an expert fits it exactly and its variance collapses onto the "
+                      "floor; there is nothing to fit", DegenerateFitWarning, stacklevel=3)
+    elif n < k * (d + 2):
+        warnings.warn(f"{n} samples for {k} experts with {d + 2} parameters each "
+                      f"({k * (d + 2)} in all): the data cannot determine every expert "
+                      "(some end up identical or collapsed onto a few points); use fewer "
+                      "experts", DegenerateFitWarning, stacklevel=3)
+
+
+def _warn_about_fit(r: dict, polish: bool, max_iter: int, tol: float, stop: str) -> None:
+    """The warning the best run deserves, if any (see ``fit_em(warn=)``)."""
+    if r["reason"] is not None:
+        warnings.warn(f"the fit failed or is degenerate: {r['reason']}",
+                      DegenerateFitWarning, stacklevel=3)
+    elif polish and not r["certified"]:
+        message = r["polish_message"]
+        if message.startswith("separating gate"):
+            warnings.warn(f"{message}. The experts and the predictions are usable; the "
+                          "gate slopes have no finite estimate (fewer experts, or data "
+                          "across the switch, give one)", SeparationWarning, stacklevel=3)
+        else:
+            warnings.warn(f"the fit is not a certified maximum: {message}",
+                          ConvergenceWarning, stacklevel=3)
+    elif not polish and not r["converged"]:
+        warnings.warn(f"EM did not converge in {max_iter} iterations (tol={tol}, "
+                      f"stop={stop!r}); increase max_iter or tol", ConvergenceWarning,
+                      stacklevel=3)
+
+
+def _warn_about_duplicates(params: MoEParams) -> None:
+    """Warn when two experts of the fit are the same expert: same regression, variance
+    and gate slopes (their gate intercepts only share out one weight), a stationary
+    point that is in effect a fit with fewer experts."""
+    rows = np.column_stack([params.beta1, params.a, params.b, np.log(params.var)])
+    scale = np.maximum(np.abs(rows).max(axis=0), 1e-300)
+    first: list[int] = []   # one expert of each group of identical ones
+    copies = []
+    for i in range(params.k):
+        match = [j for j in first if np.all(np.abs(rows[i] - rows[j]) <= 1e-6 * scale)]
+        if match:
+            copies.append(f"{i} = {match[0]}")
+        else:
+            first.append(i)
+    if copies:
+        shown = ", ".join(copies[:4]) + (", ..." if len(copies) > 4 else "")
+        m = len(first)
+        warnings.warn(f"the fit has identical experts ({shown}): it is the same model as "
+                      f"a fit with {m} expert{'s' if m > 1 else ''} (of its {params.k}); use "
+                      "fewer experts", IdentifiabilityWarning, stacklevel=3)
+
+
+def _polish_run(run: dict, ctx: _Context, gtol: float) -> None:
     """Polish one EM result in place (see :mod:`gmoe.polish`); a failed run is left as is."""
     run["em_loglik"] = run["loglik"]
     if not np.isfinite(run["loglik"]):
@@ -632,16 +892,26 @@ def _polish_run(run: dict, design: Design, gate: Gate, var_floor: float,
                    polish_iter=0, polish_message="EM failed: not polished",
                    information=None, param_names=[])
         return
+    design, scaling = ctx.design, ctx.scaling
     # the polish measures the score per sample (per row); with sample weights the
     # certificate is per unit of weight
     per_row = design.total_weight / design.n
-    res = _polish(design, gate, run["params"], var_floor, gtol=gtol * per_row,
+    res = _polish(design, ctx.gate, run["params"], ctx.var_floor, gtol=gtol * per_row,
                   sample_weight=design.weight)
-    run.update(params=res.params, loglik=res.loglik, certified=res.certified,
-               degenerate=res.degenerate, grad_norm=res.grad_norm / per_row,
-               polish_gain=res.gain,
-               polish_iter=res.n_iter, polish_message=res.message,
+    message = res.message
+    if res.degenerate:
+        # the floor in the user's units (the polish works in the fit's internal ones)
+        floored = ", ".join(map(str, np.flatnonzero(res.params.var
+                                                    <= ctx.var_floor * (1 + 1e-8))))
+        floor = ctx.var_floor * scaling.y_scale**2
+        message = f"degenerate: variance of expert(s) {floored} at the floor {floor:.3g}"
+    run.update(params=res.params,
+               loglik=res.loglik + scaling.log_jacobian(design.total_weight),
+               certified=res.certified, degenerate=res.degenerate,
+               grad_norm=res.grad_norm / per_row, polish_gain=res.gain,
+               polish_iter=res.n_iter, polish_message=message,
                information=res.information, param_names=res.names or [])
     # the variance floor is judged at the polished point, not where EM stopped
     if run["reason"] is None or run["reason"].startswith("degenerate variance"):
-        run["reason"] = (f"degenerate variance: {res.message}" if res.degenerate else None)
+        run["reason"] = (f"degenerate variance: expert(s) {floored} at the variance floor "
+                         f"{floor:.3g} (a collapsing component)" if res.degenerate else None)

@@ -11,3 +11,24 @@ class IdentifiabilityWarning(UserWarning):
 
 class InferenceWarning(UserWarning):
     """Standard errors are not available (uncertified fit, singular information)."""
+
+
+class SeparationWarning(ConvergenceWarning):
+    """A separating gate: some expert's gate weight is 0 or 1 at every data point.
+
+    The likelihood then keeps rising as the gate parameters run off to infinity (a
+    hard switch between experts), like perfect separation in logistic regression: the
+    maximum-likelihood gate slope is infinite, the fitted one is wherever the
+    iterations stopped, and it has no standard error. The expert parameters and the
+    predictions are usually fine. Fewer experts, or data across the boundary, give a
+    finite slope.
+    """
+
+
+class DegenerateFitWarning(ConvergenceWarning):
+    """The fit failed or is degenerate: its ``reason`` says why.
+
+    A variance at the floor (an expert collapsed onto a few points), a constant
+    response, as many experts as data points, or a non-finite likelihood. The
+    parameters are not a maximum-likelihood estimate.
+    """

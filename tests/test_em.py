@@ -5,6 +5,7 @@ import pytest
 
 from gmoe import ConvergenceWarning, GaussianMoE, MoEParams, Normal, SoftmaxGate, fit_em
 from gmoe._design import Design
+from gmoe.exceptions import DegenerateFitWarning, IdentifiabilityWarning, SeparationWarning
 from gmoe.gates._base import weighted_objective
 
 from .conftest import random_params
@@ -183,10 +184,12 @@ def test_bad_data_raise_value_errors():
 @pytest.mark.parametrize("seed", [0, 1])
 def test_accelerated_em_is_monotone_and_reaches_the_same_optimum(paper_truth, seed):
     X, y = GaussianMoE(SoftmaxGate(), paper_truth).sample(1000, rng=seed)
+    # (with seed 1 one of the three experts collapses onto the variance floor, and
+    # fit_em says so; this test is about the EM path)
     plain = fit_em(X, y, 3, init="near_truth", truth=paper_truth, rng=1, tol=1e-10,
-                   max_iter=10000)
+                   max_iter=10000, warn=False)
     fast = fit_em(X, y, 3, init="near_truth", truth=paper_truth, rng=1, tol=1e-10,
-                  max_iter=10000, accelerate=True)
+                  max_iter=10000, accelerate=True, warn=False)
     assert plain.converged and fast.converged
     trace = fast.loglik_trace
     assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:]))
@@ -300,3 +303,145 @@ def test_bad_sample_weights_raise(weight, match):
     X = np.random.default_rng(0).normal(size=(10, 1))
     with pytest.raises(ValueError, match=match):
         fit_em(X, X[:, 0], 1, sample_weight=weight)
+
+
+# ------------------------------------------------------------------ honest failures
+def _hard_switch(n=2000, seed=0):
+    """README's old example: a hard switch at x = 0 (the MLE gate slope is infinite)."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, size=(n, 1))
+    y = np.where(X[:, 0] > 0, 3 * X[:, 0], -1 - 2 * X[:, 0]) + 0.2 * rng.standard_normal(n)
+    return X, y
+
+
+def test_more_experts_than_samples_is_refused():
+    X = np.random.default_rng(0).normal(size=(3, 1))
+    with pytest.raises(ValueError, match="n_experts = 4 is more than the 3 samples"):
+        fit_em(X, X[:, 0], 4)
+    with pytest.raises(ValueError, match="3 samples of positive weight"):
+        fit_em(np.vstack([X, X]), np.r_[X[:, 0], X[:, 0]], 4,
+               sample_weight=[1, 1, 1, 0, 0, 0])
+
+
+def test_as_many_experts_as_samples_warns_and_names_identical_experts():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(5, 1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit_em(X, X[:, 0] + rng.normal(size=5), 5, init="auto", n_init=2, rng=0)
+    said = {(w.category, str(w.message).split(":")[0]) for w in caught}
+    assert (DegenerateFitWarning, "5 samples for 5 experts with 3 parameters each (15 in all)"
+            ) in said
+    assert (IdentifiabilityWarning, "the fit has identical experts (1 = 0, 2 = 0, 3 = 0, "
+            "4 = 0)") in said
+
+
+@pytest.mark.parametrize("rows", ["constant response", "identical rows"])
+def test_constant_response_warns_and_is_degenerate(rows):
+    rng = np.random.default_rng(0)
+    X = np.ones((300, 1)) if rows == "identical rows" else rng.uniform(size=(300, 1))
+    y = np.full(300, 2.5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = fit_em(X, y, 2, n_init=2, rng=0)
+    messages = [str(w.message) for w in caught if w.category is DegenerateFitWarning]
+    assert messages[0].startswith("the response y is constant (2.5 to 8 significant digits)")
+    assert "degenerate variance" in messages[1] and len(caught) == 2
+    assert not fit.success and not fit.certified and fit.degenerate
+    # the floor is relative to the data's scale, not 1e-300 (variance 1e-23 and a
+    # log-likelihood of +24 per sample, presented as a fit)
+    assert fit.var_floor == pytest.approx(1e-6 * (1e-8 * 2.5) ** 2)
+
+
+def test_default_variance_floor_is_relative_to_the_scale_of_y():
+    X, y = _hard_switch(400)
+    for unit in (1e-6, 1.0, 1e6):
+        fit = fit_em(X, unit * y, 1, warn=False)
+        assert fit.var_floor == pytest.approx(1e-6 * np.var(unit * y), rel=1e-12)
+
+
+def test_two_rows_warn_and_are_not_a_converged_fit():
+    X = np.array([[0.1], [0.7]])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = fit_em(X, np.array([1.0, 2.0]), 2, init="auto", n_init=2, rng=0)
+    assert all(w.category is DegenerateFitWarning for w in caught)
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "2 samples for 2 experts" in messages and "degenerate variance" in messages
+    assert not fit.success
+
+
+def test_a_degenerate_fit_warns_with_its_reason():
+    # three identical points: an expert sits exactly on them (see the test above)
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.uniform(size=200), np.full(3, 0.5)])[:, None]
+    y = np.concatenate([rng.normal(size=200), np.full(3, 7.0)])
+    start = MoEParams([0.0, 0.0], [[0.0], [0.0]], [[0.0], [0.0]], [7.0, 0.0], [1e-3, 1.0])
+    with pytest.warns(DegenerateFitWarning, match="degenerate variance: expert"):
+        fit_em(X, y, 2, init=start, max_iter=500)
+
+
+def test_separating_gate_gets_its_own_warning():
+    X, y = _hard_switch()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = fit_em(X, y, 2, n_init=2, rng=0)
+    assert [w.category for w in caught] == [SeparationWarning]
+    assert str(caught[0].message).startswith("separating gate")
+    assert not fit.certified and fit.success
+    # filters on ConvergenceWarning (a not-converged fit) catch it too
+    assert issubclass(SeparationWarning, ConvergenceWarning)
+
+
+def test_a_soft_switch_fits_without_warnings():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(2000, 1))
+    first = rng.random(2000) < 1 / (1 + np.exp(-6 * X[:, 0]))
+    y = np.where(first, 3 * X[:, 0], -1 - 2 * X[:, 0]) + 0.2 * rng.standard_normal(2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = fit_em(X, y, 2, n_init=2, rng=0)
+    assert fit.certified
+
+
+# ------------------------------------------------------------------ cost and progress
+def test_auto_begins_with_the_kmeans_starts_of_the_same_seed(paper_truth):
+    X, y = GaussianMoE(SoftmaxGate(), paper_truth).sample(1000, rng=4)
+    kmeans = fit_em(X, y, 3, init="kmeans", n_init=3, rng=5, warn=False)
+    auto = fit_em(X, y, 3, init="auto", n_init=3, rng=5, warn=False)
+    assert auto.restart_logliks[:3] == kmeans.restart_logliks
+    assert auto.loglik >= kmeans.loglik
+
+
+@pytest.mark.parametrize("k", [2, 6, 12])
+def test_auto_runs_grow_linearly_in_k_not_like_n_init_per_k(k):
+    # the old "auto" fitted n_init k-means starts and every split at each of 1..k:
+    # sum_j (n_init + j) runs, 108 at k = 12 with n_init = 3; now n_init k-means
+    # starts, a greedy chain of 2 runs per k and min(n_init, k - 1) + 1 split starts
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(400, 1))
+    y = np.sin(4 * X[:, 0]) + 0.3 * rng.standard_normal(400)
+    calls = []
+    fit = fit_em(X, y, k, init="auto", n_init=3, rng=0, max_iter=30, warn=False,
+                 progress=lambda done, total, label: calls.append((done, total, label)))
+    em_runs = 3 + 1 + 2 * (k - 2) + min(3, k - 1) + 1
+    final = len(fit.restart_logliks)
+    assert final == 3 + min(3, k - 1) + 1
+    assert [c[0] for c in calls] == list(range(1, em_runs + final + 1))
+    assert all(c[1] == em_runs + final for c in calls)
+    assert calls[0][2] == "k-means start 1/3" and calls[-1][2] == f"polish {final}/{final}"
+
+
+def test_verbose_reports_each_run_and_every_hundred_iterations(paper_truth, capsys):
+    X, y = GaussianMoE(SoftmaxGate(), paper_truth).sample(500, rng=1)
+    # over-specified (k = 3 for 2): EM creeps, and runs to max_iter
+    fit_em(X, y, 3, init="random", n_init=2, rng=0, tol=0.0, max_iter=250, verbose=2,
+           warn=False)
+    lines = capsys.readouterr().err.splitlines()
+    runs = [line for line in lines if "] random start" in line]
+    assert len(runs) == 2 and runs[0].startswith("gmoe fit_em (k=3): [1/4] random start 1/2")
+    assert "after 250 iterations (max_iter)" in runs[0]
+    assert sum("random start 1/2: iteration" in line for line in lines) == 2  # 100, 200
+    assert lines[-1].startswith("gmoe fit_em (k=3): [4/4] polish 2/2")
+    fit_em(X, y, 2, n_init=1, rng=0, warn=False)
+    assert capsys.readouterr().err == ""

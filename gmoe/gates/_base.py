@@ -103,6 +103,15 @@ class Gate(ABC):
         """Fill gate-specific fields (e.g. tau) of starting parameters; default: as is."""
         return params
 
+    def rescale_x(self, params: MoEParams, scale: np.ndarray) -> MoEParams:
+        """The same gate in covariates measured in other units, ``x' = x / scale``.
+
+        Every gate of gmoe sees x only through ``beta1_i^T x``, so column j of
+        ``beta1`` is multiplied by ``scale[j]`` and nothing else changes (the normal
+        form is kept). Used to fit in standardised units (``fit_em(standardize=True)``).
+        """
+        return params.replace(beta1=params.beta1 * np.asarray(scale, dtype=float))
+
     def effective_intercepts(self, params: MoEParams) -> np.ndarray:
         """Intercept of each expert's logit (beta0, or beta0 / tau): atom weights are exp of it."""
         return params.beta0 if params.tau is None else params.beta0 / params.tau
