@@ -4,7 +4,13 @@ from .config import ConfigError, SimConfig, list_configs, load_config
 from .density import hellinger, total_variation
 from .em import FitResult, fit_em
 from .estimator import MoERegressor
-from .exceptions import ConvergenceWarning, IdentifiabilityWarning, InferenceWarning
+from .exceptions import (
+    ConvergenceWarning,
+    DegenerateFitWarning,
+    IdentifiabilityWarning,
+    InferenceWarning,
+    SeparationWarning,
+)
 from .gates import ActivationGate, Gate, SoftmaxGate, TemperatureGate, TopKGate, make_gate
 from .logit_errors import LogitErrors, logit_errors
 from .losses import (
@@ -27,6 +33,7 @@ __all__ = [
     "ActivationGate",
     "ConfigError",
     "ConvergenceWarning",
+    "DegenerateFitWarning",
     "FitResult",
     "Gate",
     "GaussianMoE",
@@ -39,6 +46,7 @@ __all__ = [
     "Normal",
     "ParameterErrors",
     "RateFit",
+    "SeparationWarning",
     "SimConfig",
     "SoftmaxGate",
     "SweepResult",
