@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -261,6 +262,29 @@ def _gate_from_options(args):
         raise CLIError(f"gmoe fit: {exc}") from None
 
 
+@contextlib.contextmanager
+def _fit_progress(args):
+    """A tqdm bar on stderr over the fit's EM runs and polishes (only on a terminal,
+    and not with --no-progress); yields the fit's ``progress`` callback or None."""
+    if args.no_progress:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=0, desc=f"gmoe fit, k={args.k}", unit="run", file=sys.stderr,
+               disable=None, leave=False, dynamic_ncols=True)
+
+    def progress(done: int, total: int, label: str) -> None:
+        bar.total = total
+        bar.set_postfix_str(label, refresh=False)
+        bar.update(done - bar.n)
+
+    try:
+        yield None if bar.disable else progress
+    finally:
+        bar.close()
+
+
 def _cmd_fit(args) -> int:
     import warnings
 
@@ -272,10 +296,10 @@ def _cmd_fit(args) -> int:
     X, y, xcols, ycol = _read_table(path, header=not args.no_header,
                                     index_col=args.index_col, y_col=args.y)
     gate = _gate_from_options(args)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _fit_progress(args) as progress:
         warnings.simplefilter("always")  # every warning of the fit, one line each (main)
         reg = MoERegressor(n_experts=args.k, gate=gate, n_init=args.n_init,
-                           random_state=args.seed).fit(X, y)
+                           random_state=args.seed).fit(X, y, progress=progress)
     print(f"features: {', '.join(xcols)}; response: {ycol}")
     print(reg.summary())
     if args.save:
@@ -410,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the starts (default: 0)")
     p.add_argument("--save", default=None, metavar="FILE",
                    help="write the fit as JSON to this file")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (it shows on a terminal only: EM runs and polishes "
+                        "done, of how many)")
     p.set_defaults(func=_cmd_fit)
     return parser
 

@@ -277,6 +277,45 @@ def test_fit_exits_1_and_prints_the_reason_when_the_fit_fails(data_csv, capsys, 
     assert "log-likelihood" in out
 
 
+def test_fit_of_a_constant_response_warns_and_exits_1(tmp_path, capsys):
+    path = tmp_path / "flat.csv"
+    path.write_text("x,y\n" + "".join(f"{i / 50},2.5\n" for i in range(50)))
+    code, out, err = fit_cli(capsys, path)
+    assert code == 1
+    assert "gmoe: warning: the response y is constant (2.5 to 8 significant digits)" in err
+    assert "gmoe fit: the fit failed: degenerate variance" in err
+
+
+def test_fit_shows_a_progress_bar_over_the_em_runs(data_csv, capsys, monkeypatch):
+    import tqdm.auto
+
+    seen = []
+
+    class Bar:  # a terminal's bar: records what the fit reports
+        def __init__(self, **kwargs):
+            self.disable, self.n, self.total = False, 0, kwargs["total"]
+
+        def set_postfix_str(self, text, refresh=True):
+            seen.append(text)
+
+        def update(self, step):
+            self.n += step
+
+        def close(self):
+            seen.append(("closed", self.n, self.total))
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    code, out, err = fit_cli(capsys, data_csv, "--k", "3")
+    assert code == 0, err
+    # n_init = 1 at k = 3 with init="auto": 1 k-means start, the greedy 2-expert fit
+    # (the 1-expert fit, then a split start and an embedding), 1 split start and the
+    # embedding of that fit: 6 EM runs; then the 3 final runs are polished
+    assert seen[-1] == ("closed", 9, 9)
+    assert "k-means start 1/1" in seen[0] and seen[-2] == "polish 3/3"
+    code, out, err = fit_cli(capsys, data_csv, "--no-progress")
+    assert code == 0 and seen[-1] == ("closed", 9, 9)  # no new bar
+
+
 # -- the command line itself -------------------------------------------------------------
 
 def test_every_option_of_every_subcommand_has_help():
