@@ -339,6 +339,9 @@ def _finish(fig, ax, meta: dict, title: str | None, what: str):
     return fig
 
 
+_FAILURES_TITLE = "failed and uncertified fits, capped losses"
+
+
 def plot_failures(results, ax=None, title: str | None = None):
     """Share of failed fits and of capped losses against n, one colour per sub-sweep.
 
@@ -373,7 +376,8 @@ def plot_failures(results, ax=None, title: str | None = None):
         by_n = part.groupby("n")
         ns = np.array(sorted(by_n.groups))
         failed = by_n.apply(_failed_share).to_numpy()
-        ax.plot(ns, failed, "o-", ms=3.5, color=color, label=f"{name}: failed fits (degenerate included)")
+        ax.plot(ns, failed, "o-", ms=3.5, color=color,
+                label=f"{name}: failed fits (degenerate included)")
         if "certified" in part.columns and part["certified"].notna().any():
             uncertified = by_n.apply(_uncertified_share).to_numpy()
             ax.plot(ns, uncertified, "^:", ms=3.5, color=color,
@@ -385,7 +389,7 @@ def plot_failures(results, ax=None, title: str | None = None):
     ax.set_xscale("log")
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel("share of replications")
-    return _finish(fig, ax, meta, title, "failed (incl. degenerate) and uncertified fits, capped losses")
+    return _finish(fig, ax, meta, title, _FAILURES_TITLE)
 
 
 def default_metrics(df, theory: dict) -> list[str]:
@@ -423,7 +427,7 @@ def plot_sweep(out_dir, metrics=None, center: str = "median", formats=("png", "p
                          title=f"{name}: {_metric_label(metric, kind, _translation(df))}")
         written += _save(fig, dest / f"{name}_{metric}", formats)
     if failures:
-        fig = plot_failures(df, title=f"{name}: failed (incl. degenerate) and uncertified fits, capped losses")
+        fig = plot_failures(df, title=f"{name}: {_FAILURES_TITLE}")
         written += _save(fig, dest / f"{name}_failures", formats)
     return written
 
