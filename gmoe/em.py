@@ -650,8 +650,9 @@ default="kmeans"
         expert with the largest responsibility mass times variance), and from it
         ``min(n_init, k - 1)`` split starts and its exact embedding (so, for dense
         gates, never below that greedy fit). Its cost is that of ``"kmeans"`` plus
-        about ``k`` EM runs with fewer experts: 1.4-3.5x ``"kmeans"`` with
-        ``n_init=5`` for k from 2 to 40 (docs: user guide, "Fitting your own data").
+        about ``2k`` EM runs with fewer experts: 1.1-2.8x ``"kmeans"`` with
+        ``n_init=5`` for k from 2 to 40 (``benchmarks/auto_cost.py``; docs: user
+        guide, "Fitting your own data").
         An explicit MoEParams starts from those parameters (in the units of X and y).
     n_init : int, default=1
         Number of restarts; the best final log-likelihood among successful fits wins.

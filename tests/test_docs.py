@@ -253,6 +253,15 @@ def test_page_examples_run(page, tmp_path, monkeypatch, capsys):
     assert not missing, f"{page.name} did not make {missing}"
 
 
+def test_readme_examples_run_without_warnings(tmp_path, monkeypatch):
+    # the first thing a new user runs: its fits must not end in a warning (the old
+    # example's data had a hard switch, and its fit a runaway gate slope)
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        run_page(ROOT / "README.md", tmp_path)
+
+
 def test_the_pages_with_examples_are_all_found():
     names = {str(p.relative_to(ROOT)) for p in PAGES}
     expected = {"README.md", "docs/getting_started.md", "docs/user_guide/models.md",
