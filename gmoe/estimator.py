@@ -36,12 +36,13 @@ class MoERegressor(RegressorMixin, BaseEstimator):
     gate : Gate, str or dict, default=SoftmaxGate()
     init : {"auto", "kmeans", "split", "random", "near_truth"} or MoEParams, \
 default="auto"
-        ``"auto"``: ``n_init`` k-means starts plus starts grown from the fit with one
-        expert fewer (see :func:`gmoe.fit_em`), so that with the same
-        ``random_state`` a fit never has a lower likelihood than the fit with fewer
-        experts: BIC/AIC comparisons across k are then meaningful.
-        Its cost is a small multiple of ``"kmeans"`` (1.1-2.8x for k from 2 to 40,
-        see :func:`gmoe.fit_em`).
+        ``"auto"``: the ``n_init`` k-means starts of ``"kmeans"`` plus starts grown
+        from a greedy fit with one expert fewer (see :func:`gmoe.fit_em`): never
+        below ``"kmeans"`` with the same ``random_state``, nor below that greedy
+        fit. Its cost is a small multiple of ``"kmeans"`` (1.1-2.8x for k from 2 to
+        40). ``"split"`` guarantees that a fit never has a lower likelihood than the
+        ``"split"`` fit with fewer experts (for BIC/AIC comparisons across k), at a
+        cost of about k**2 / 2 EM runs.
     n_init : int, default=5
         k-means restarts; the best log-likelihood wins.
     tol : float, default=1e-6
