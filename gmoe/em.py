@@ -712,7 +712,7 @@ default="kmeans"
         Emit a :class:`~gmoe.exceptions.ConvergenceWarning` if the best restart did
         not converge (or, polished, is not certified), a
         :class:`~gmoe.exceptions.SeparationWarning` if its gate separates the data
-        (a hard switch, infinite maximum-likelihood slope), a
+        (a hard switch, infinite maximum-likelihood slope; found by the polish), a
         :class:`~gmoe.exceptions.DegenerateFitWarning` if it failed or is degenerate
         (``reason``), or if the data cannot support the fit (a constant response,
         fewer samples than expert parameters).
