@@ -176,17 +176,19 @@ default="auto"
         rng = self.random_state
         if isinstance(rng, np.random.RandomState):
             rng = int(rng.randint(np.iinfo(np.int32).max))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result = fit_em(X, y, self.n_experts, gate=self.gate or SoftmaxGate(),
-                            init=self.init, n_init=self.n_init, tol=self.tol,
-                            max_iter=self.max_iter, rng=rng, truth=self.truth,
-                            stop=self.stop, accelerate=self.accelerate, polish=self.polish,
-                            gtol=self.gtol, var_floor=self.var_floor,
-                            sample_weight=sample_weight, standardize=self.standardize,
-                            verbose=self.verbose, progress=progress)
-        for w in caught:  # said where the user called fit
-            warnings.warn(w.message, w.category, stacklevel=2)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = fit_em(X, y, self.n_experts, gate=self.gate or SoftmaxGate(),
+                                init=self.init, n_init=self.n_init, tol=self.tol,
+                                max_iter=self.max_iter, rng=rng, truth=self.truth,
+                                stop=self.stop, accelerate=self.accelerate,
+                                polish=self.polish, gtol=self.gtol, var_floor=self.var_floor,
+                                sample_weight=sample_weight, standardize=self.standardize,
+                                verbose=self.verbose, progress=progress)
+        finally:
+            for w in caught:  # said where the user called fit (also when fit_em raised)
+                warnings.warn(w.message, w.category, stacklevel=2)
         self.result_ = result
         self.params_ = result.params
         self.model_ = result.model
