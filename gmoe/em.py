@@ -95,6 +95,9 @@ class FitResult:
         above the floor: ``params`` is a local maximum of the likelihood.
     degenerate : bool
         Some variance sits at the floor (a component collapsed onto a few points).
+    separated : bool
+        A separating gate: the likelihood rises as some gate parameters run off to
+        infinity (no finite maximum; warned with a SeparationWarning).
     polish_message : str
         How the polish ended.
     var_floor : float
@@ -130,6 +133,7 @@ class FitResult:
     polish_iter: int = 0
     certified: bool = False
     degenerate: bool = False
+    separated: bool = False
     polish_message: str = ""
     var_floor: float = np.nan
     information: np.ndarray | None = field(default=None, repr=False)
@@ -213,6 +217,7 @@ class FitResult:
                 "polished": bool(self.polished), "grad_norm": float(self.grad_norm),
                 "polish_gain": float(self.polish_gain), "polish_iter": int(self.polish_iter),
                 "certified": bool(self.certified), "degenerate": bool(self.degenerate),
+                "separated": bool(self.separated),
                 "polish_message": self.polish_message, "var_floor": float(self.var_floor),
                 "standardized": bool(self.standardized)}
 
@@ -817,8 +822,8 @@ default="kmeans"
     extra = {}
     if polish and "certified" in r:
         extra = {key: r[key] for key in ("grad_norm", "polish_gain", "polish_iter",
-                                         "certified", "degenerate", "polish_message",
-                                         "param_names")}
+                                         "certified", "degenerate", "separated",
+                                         "polish_message", "param_names")}
         extra["information"] = scaling.information_to_original(
             r["information"], free_layout(gate, k, d))
     return FitResult(params=r["params"], gate=gate, loglik=r["loglik"], n_iter=r["n_iter"],
@@ -850,7 +855,7 @@ def _warn_about_fit(r: dict, polish: bool, max_iter: int, tol: float, stop: str)
                       DegenerateFitWarning, stacklevel=3)
     elif polish and not r["certified"]:
         message = r["polish_message"]
-        if message.startswith("separating gate"):
+        if r.get("separated"):
             warnings.warn(f"{message}. The experts and the predictions are usable; the "
                           "gate slopes have no finite estimate (fewer experts, or data "
                           "across the switch, give one)", SeparationWarning, stacklevel=3)
@@ -889,7 +894,8 @@ def _polish_run(run: dict, ctx: _Context, gtol: float) -> None:
     """Polish one EM result in place (see :mod:`gmoe.polish`); a failed run is left as is."""
     run["em_loglik"] = run["loglik"]
     if not np.isfinite(run["loglik"]):
-        run.update(certified=False, degenerate=False, grad_norm=np.nan, polish_gain=0.0,
+        run.update(certified=False, degenerate=False, separated=False, grad_norm=np.nan,
+                   polish_gain=0.0,
                    polish_iter=0, polish_message="EM failed: not polished",
                    information=None, param_names=[])
         return
@@ -909,7 +915,8 @@ def _polish_run(run: dict, ctx: _Context, gtol: float) -> None:
     run.update(params=res.params,
                loglik=res.loglik + scaling.log_jacobian(design.total_weight),
                certified=res.certified, degenerate=res.degenerate,
-               grad_norm=res.grad_norm / per_row, polish_gain=res.gain,
+               separated=res.separated, grad_norm=res.grad_norm / per_row,
+               polish_gain=res.gain,
                polish_iter=res.n_iter, polish_message=message,
                information=res.information, param_names=res.names or [])
     # the variance floor is judged at the polished point, not where EM stopped

@@ -72,6 +72,9 @@ class PolishResult:
         parametrisation; computed for certified fits.
     names : list of str
         Names of the free coordinates.
+    separated : bool
+        A separating (or vanishing) gate: some expert's weight is 0 or 1 at (nearly)
+        every point, the likelihood rising as its gate parameters run off to infinity.
     """
 
     params: MoEParams
@@ -84,6 +87,7 @@ class PolishResult:
     message: str
     information: np.ndarray | None = None
     names: list | None = None
+    separated: bool = False
 
 
 def _at_floor(theta: np.ndarray, like: FreeLikelihood, log_floor: float) -> np.ndarray:
@@ -240,17 +244,19 @@ def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
     gnorm = float(np.max(np.abs(grad[~held]), initial=0.0)) / design.n
     certified = bool(converged and not degenerate and gnorm <= gtol)
     saturated = _saturated_experts(like, theta) if mask is None else []
+    separated = False
     if not converged and mask is None and not saturated:
         # still climbing when the steps ran out: a gate that is nearly a hard switch
         # is running off to infinity (its parameters grow, its score shrinks slowly)
         saturated = _saturated_experts(like, theta, _DIVERGING)
         if saturated:
+            separated = True
             message = (f"separating gate: the gate parameters of expert(s) "
                        f"{', '.join(str(i) for i in saturated)} are still growing after "
                        f"{total_iter} Newton steps (a switch that sharpens without bound)")
     if certified and saturated:
         # the score vanishes because the gate saturates, not at a finite maximum
-        certified = False
+        certified, separated = False, True
         which = ", ".join(str(i) for i in saturated)
         message = (f"separating gate: the weight of expert(s) {which} is 0 or 1 at every "
                    "point, so the likelihood still rises as the gate parameters run off "
@@ -260,4 +266,5 @@ def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
         message = f"degenerate: variance of expert(s) {which} at the floor {var_floor:.3g}"
     info = like.information(theta) if (information and certified) else None
     return PolishResult(result_params, ll, gnorm, ll - start_ll, total_iter, certified,
-                        degenerate, message, info, like.names)
+                        degenerate, message, info, like.names,
+                        separated and not degenerate)

@@ -173,6 +173,7 @@ def run_task(cfg: SimConfig, task: Task, x_eval: np.ndarray) -> dict:
             record["fit_seconds"] = fit.seconds
             record["certified"] = fit.certified
             record["degenerate"] = fit.degenerate
+            record["separated"] = fit.separated
             if fit.polished:
                 record.update(grad_norm=fit.grad_norm, polish_gain=fit.polish_gain,
                               polish_iter=fit.polish_iter, em_loglik=fit.em_loglik,
