@@ -367,22 +367,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: a local cluster")
     p.set_defaults(func=_cmd_run)
 
+    def folder_options(p, verb: str) -> None:
+        """The results folder, --metric and --center of `gmoe rates` and `gmoe plot`."""
+        p.add_argument("dir", help="results folder (written by gmoe run)")
+        p.add_argument("--metric", action="append",
+                       help=f"metric to {verb} (repeatable; default: the losses and the "
+                            "config's [theory] metrics)")
+        p.add_argument("--center", default="median", choices=list(CENTERS),
+                       metavar="CENTER", help=center_help)
+
     p = sub.add_parser("rates", help="print the rate table of a results folder")
-    p.add_argument("dir", help="results folder (written by gmoe run)")
-    p.add_argument("--metric", action="append",
-                   help="metric to fit (repeatable; default: the losses and the config's "
-                        "[theory] metrics)")
-    p.add_argument("--center", default="median", choices=list(CENTERS), metavar="CENTER",
-                   help=center_help)
+    folder_options(p, "fit")
     p.set_defaults(func=_cmd_rates)
 
     p = sub.add_parser("plot", help="draw the convergence-rate plots of a results folder")
-    p.add_argument("dir", help="results folder (written by gmoe run)")
-    p.add_argument("--metric", action="append",
-                   help="metric to plot (repeatable; default: the losses and the config's "
-                        "[theory] metrics)")
-    p.add_argument("--center", default="median", choices=list(CENTERS), metavar="CENTER",
-                   help=center_help)
+    folder_options(p, "plot")
     p.add_argument("--dest", default=None, help="folder for the figures (default: DIR)")
     p.set_defaults(func=_cmd_plot)
 
