@@ -37,6 +37,7 @@ from .initialization import (
     random_responsibilities,
     split_expert,
 )
+from .likelihood import free_layout
 from .model import GaussianMoE, joint_log_T
 from .params import MoEParams
 from .polish import polish as _polish
@@ -283,13 +284,6 @@ class FitResult:
     def __repr__(self) -> str:
         return (f"FitResult(k={self.params.k}, loglik={self.loglik:.6g}, n_iter={self.n_iter}, "
                 f"converged={self.converged}, reason={self.reason!r})")
-
-
-def free_layout(gate: Gate, k: int, d: int) -> list[tuple[str, tuple[int, ...]]]:
-    """``(field, index)`` of every free coordinate: the gate's, then ``a``, ``b``, ``var``."""
-    layout = gate.free_layout(k, d)
-    layout += [("a", (i, j)) for i in range(k) for j in range(d)]
-    return layout + [("b", (i,)) for i in range(k)] + [("var", (i,)) for i in range(k)]
 
 
 def _pack(params: MoEParams) -> np.ndarray:

@@ -116,10 +116,15 @@ def covariance(information: np.ndarray | None, why_not: str | None = None,
     return 0.5 * (cov + cov.T)
 
 
+def _free_errors(cov: np.ndarray, m: int) -> np.ndarray:
+    """Standard errors of the free coordinates (NaN when ``cov`` is the NaN placeholder)."""
+    return np.sqrt(np.diag(cov)) if cov.shape[0] == m else np.full(m, np.nan)
+
+
 def standard_errors(params: MoEParams, layout, cov: np.ndarray) -> ParamArrays:
     """Standard errors in the parameters' shapes (delta method for var and tau)."""
     out = _empty(params)
-    se = np.sqrt(np.diag(cov)) if cov.shape[0] == len(layout) else np.full(len(layout), np.nan)
+    se = _free_errors(cov, len(layout))
     for value, (field, index) in zip(se, layout, strict=True):
         if field == "var":
             value = value * params.var[index]
@@ -140,7 +145,7 @@ def wald_intervals(params: MoEParams, layout, cov: np.ndarray,
         raise ValueError(f"alpha must be in (0, 1), but got {alpha}")
     z = float(norm.ppf(1 - alpha / 2))
     lower, upper = _empty(params), _empty(params)
-    se = np.sqrt(np.diag(cov)) if cov.shape[0] == len(layout) else np.full(len(layout), np.nan)
+    se = _free_errors(cov, len(layout))
     for value, (field, index) in zip(se, layout, strict=True):
         if field in ("var", "tau"):
             centre = np.log(params.tau if field == "tau" else params.var[index])

@@ -22,7 +22,15 @@ from .gates import Gate
 from .model import joint_log_T
 from .params import MoEParams
 
-__all__ = ["FreeLikelihood"]
+__all__ = ["FreeLikelihood", "free_layout"]
+
+
+def free_layout(gate: Gate, k: int, d: int) -> list[tuple[str, tuple[int, ...]]]:
+    """``(field, index)`` of every free coordinate: the gate's, then ``a``, ``b``, ``var``
+    (``var`` and ``tau`` on the log scale)."""
+    experts = [("a", (i, j)) for i in range(k) for j in range(d)]
+    experts += [("b", (i,)) for i in range(k)] + [("var", (i,)) for i in range(k)]
+    return gate.free_layout(k, d) + experts
 
 
 class FreeLikelihood:
@@ -59,11 +67,8 @@ class FreeLikelihood:
     # ------------------------------------------------------------ layout
     @property
     def layout(self) -> list[tuple[str, tuple[int, ...]]]:
-        """``(field, index)`` of every free coordinate (``var`` and ``tau`` on the log scale)."""
-        k, d = self.k, self.d
-        experts = [("a", (i, j)) for i in range(k) for j in range(d)]
-        experts += [("b", (i,)) for i in range(k)] + [("var", (i,)) for i in range(k)]
-        return self.gate_layout + experts
+        """``(field, index)`` of every free coordinate (see :func:`free_layout`)."""
+        return free_layout(self.gate, self.k, self.d)
 
     @property
     def names(self) -> list[str]:

@@ -121,26 +121,32 @@ def _saturated_experts(like: FreeLikelihood, theta: np.ndarray,
     return [int(i) for i in np.flatnonzero(spread < threshold)]
 
 
+def _projected_score(like: FreeLikelihood, theta, grad, log_floor: float):
+    """Largest score component per sample over the coordinates that may move, and those
+    coordinates (a log-variance at the floor whose score points out of the space is
+    held there)."""
+    held = np.zeros(like.m, dtype=bool)
+    held[like.logvar] = _at_floor(theta, like, log_floor) & (grad[like.logvar] < 0)
+    free = ~held
+    return float(np.max(np.abs(grad[free]), initial=0.0)) / like.design.n, free
+
+
 def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray,
             log_floor: float, gtol: float, max_iter: int):
     """Projected, eigenvalue-modified Newton ascent from ``theta``.
 
     Returns ``(theta, ll, grad, n_iter, converged, message)``.
     """
-    n = like.design.n
     lv = np.arange(like.m)[like.logvar]
     eig, last_free, last_gnorm = None, None, np.inf
     for it in range(max_iter + 1):
-        held = np.zeros(like.m, dtype=bool)
-        held[lv] = _at_floor(theta, like, log_floor) & (grad[lv] < 0)
-        free = ~held
-        gnorm = float(np.max(np.abs(grad[free]), initial=0.0)) / n
+        gnorm, free = _projected_score(like, theta, grad, log_floor)
         if gnorm <= gtol:
             return theta, ll, grad, it, True, "score below gtol"
         if it == max_iter:
             break
         # the information is recomputed only when the last step with it did not halve
-        # the score (a chord method: each recomputation costs 2m score evaluations)
+        # the score (a chord method: one information costs several score evaluations)
         if eig is None or gnorm > 0.5 * last_gnorm or not np.array_equal(free, last_free):
             info = like.information(theta)[np.ix_(free, free)]
             if not np.all(np.isfinite(info)):
@@ -239,9 +245,7 @@ def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
     result_params = like.unpack(theta)
     floor_hit = _at_floor(theta, like, log_floor)
     degenerate = bool(floor_hit.any())
-    held = np.zeros(like.m, dtype=bool)
-    held[np.arange(like.m)[like.logvar]] = floor_hit & (grad[like.logvar] < 0)
-    gnorm = float(np.max(np.abs(grad[~held]), initial=0.0)) / design.n
+    gnorm, _ = _projected_score(like, theta, grad, log_floor)
     certified = bool(converged and not degenerate and gnorm <= gtol)
     saturated = _saturated_experts(like, theta) if mask is None else []
     separated = False
