@@ -312,7 +312,7 @@ class _EMSteps:
 
     def evaluate(self, params: MoEParams):
         """Log weights and expert log densities at ``params``, each (k, n)."""
-        return (self.gate._log_weights_T(self.design, params),
+        return (self.gate.log_weights_T(self.design, params),
                 expert_log_density_T(self.design, params.a, params.b, params.var))
 
     def e_step(self, log_w, log_phi, out=None):

@@ -134,7 +134,7 @@ def params_from_responsibilities(design: Design, resp_T: np.ndarray, gate: Gate,
     zeros = np.zeros((k, design.d))
     a, b, var, log_phi, _, _ = experts_m_step(design, resp_T, zeros, np.zeros(k), var_floor)
     start = gate.prepare(MoEParams(np.zeros(k), zeros, a, b, var))
-    log_w = gate._log_weights_T(design, start)
+    log_w = gate.log_weights_T(design, start)
     params, _, _ = gate.m_step(design, resp_T, start, log_w, log_phi)
     return params
 

@@ -87,7 +87,7 @@ class GaussianMoE:
 
     def _log_parts_T(self, design: Design):
         p = self.params
-        return (self.gate._log_weights_T(design, p),
+        return (self.gate.log_weights_T(design, p),
                 expert_log_density_T(design, p.a, p.b, p.var))
 
     # ---------------------------------------------------------------- sampling
@@ -123,7 +123,7 @@ class GaussianMoE:
         """Draw y given the rows of X, array of shape (n,)."""
         rng = np.random.default_rng(rng)
         design = self._design(X)
-        w = np.exp(self.gate._log_weights_T(design, self.params))
+        w = np.exp(self.gate.log_weights_T(design, self.params))
         np.cumsum(w, axis=0, out=w)
         u = rng.random(design.n)
         # expert index = number of cumulative weights below u (last cap guards rounding)
@@ -149,7 +149,7 @@ class GaussianMoE:
 
     def log_weights(self, X) -> np.ndarray:
         """Log gate weights ``log g_i(x_n)``, array of shape (n, k)."""
-        return self.gate._log_weights_T(self._design(X), self.params).T
+        return self.gate.log_weights_T(self._design(X), self.params).T
 
     def expert_means(self, X) -> np.ndarray:
         """Expert means ``a_i^T x_n + b_i``, array of shape (n, k)."""
@@ -158,13 +158,13 @@ class GaussianMoE:
     def predict(self, X) -> np.ndarray:
         """Conditional mean ``E[y | x_n] = sum_i g_i(x_n) (a_i^T x_n + b_i)``, shape (n,)."""
         design = self._design(X)
-        w = np.exp(self.gate._log_weights_T(design, self.params))
+        w = np.exp(self.gate.log_weights_T(design, self.params))
         return np.einsum("kn,kn->n", w, expert_means_T(design, self.params.a, self.params.b))
 
     def cdf(self, X, y) -> np.ndarray:
         """Conditional CDF ``F(y_n | x_n)``, array of shape (n,)."""
         design = self._design(X, y)
-        w = np.exp(self.gate._log_weights_T(design, self.params))
+        w = np.exp(self.gate.log_weights_T(design, self.params))
         means = expert_means_T(design, self.params.a, self.params.b)
         z = (design.y - means) / self.params.sd[:, None]
         return np.einsum("kn,kn->n", w, ndtr(z))

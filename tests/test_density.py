@@ -27,7 +27,7 @@ class TopKLocalGate(Gate):
     def get_config(self):
         return {"name": self.name, "K": self.K}
 
-    def _log_weights_T(self, design, params):
+    def log_weights_T(self, design, params):
         score = params.beta1 @ design.XT
         order = np.argsort(-score, axis=0, kind="stable")
         keep = np.zeros(score.shape, dtype=bool)

@@ -45,7 +45,7 @@ def test_gating_m_step_reaches_a_stationary_point_and_does_not_decrease(k, d):
     resp = rng.dirichlet(np.ones(k), size=n).T.copy()
     start = MoEParams(np.zeros(k), np.zeros((k, d)), np.zeros((k, d)), np.zeros(k), np.ones(k))
     gate = SoftmaxGate(newton_tol=1e-14)
-    log_w0 = gate._log_weights_T(design, start)
+    log_w0 = gate.log_weights_T(design, start)
     params, log_w, info = gate.m_step(design, resp, start, log_w0)
     q0 = weighted_objective(resp, log_w0)
     q1 = weighted_objective(resp, log_w)
@@ -285,7 +285,7 @@ def test_softmax_m_step_uses_the_column_sums_of_weighted_responsibilities():
     params = random_params(np.random.default_rng(4), 3, 1)
     design = Design(X, y, weight)
     resp = np.random.default_rng(5).dirichlet(np.ones(3), size=300).T * weight
-    log_w = gate._log_weights_T(design, params)
+    log_w = gate.log_weights_T(design, params)
     new, log_w_new, _ = gate.m_step(design, resp, params, log_w)
     # at the maximum of sum_n sum_i r_ni log g_i the gradient r - c P vanishes
     P = np.exp(log_w_new)

@@ -246,7 +246,7 @@ def test_analytic_gating_gradient_matches_finite_differences(gate, k, d):
     assert theta.size == expected_size + int(gate.has_tau and gate.learn_tau)
     q, grad = gate._objective_and_grad(theta, design, resp, mask)
     # the objective is the weighted objective of the gate's own log weights
-    log_w = gate._log_weights_T(design, params)
+    log_w = gate.log_weights_T(design, params)
     assert q == pytest.approx(weighted_objective(resp, log_w), rel=1e-12)
     fd = _fd_grad(lambda t: gate._objective_and_grad(t, design, resp, mask)[0], theta)
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6 * max(np.abs(fd).max(), 1.0))
@@ -270,7 +270,7 @@ def test_softmax_newton_m_step_zeroes_the_topk_k_of_k_gradient():
     design, params, resp, _ = _gradient_problem(TopKGate(3), 3, 2, seed=11)
     start = params.replace(beta0=np.zeros(3), beta1=np.zeros((3, 2)))
     soft = SoftmaxGate(newton_tol=1e-14)
-    fitted, _, _ = soft.m_step(design, resp, start, soft._log_weights_T(design, start))
+    fitted, _, _ = soft.m_step(design, resp, start, soft.log_weights_T(design, start))
     gate = TopKGate(3)
     _, grad = gate._objective_and_grad(gate._theta(fitted), design, resp)
     assert np.abs(grad).max() < 1e-6 * design.n
@@ -299,11 +299,11 @@ def test_gating_m_step_never_lowers_its_criterion_and_returns_its_log_weights(ga
     design = Design(X, y)
     for _ in range(3):
         start = gate.normal_form(gate.prepare(random_params(rng, k, d, tau=0.9)))
-        log_w = gate._log_weights_T(design, start)
+        log_w = gate.log_weights_T(design, start)
         log_phi = model._log_parts_T(design)[1]
         resp = np.exp(log_w + log_phi - np.logaddexp.reduce(log_w + log_phi, axis=0))
         new, new_log_w, info = gate.m_step(design, resp, start, log_w, log_phi)
-        np.testing.assert_allclose(new_log_w, gate._log_weights_T(design, new), atol=1e-10)
+        np.testing.assert_allclose(new_log_w, gate.log_weights_T(design, new), atol=1e-10)
         assert new_log_w.flags.c_contiguous and new_log_w.shape == (k, n)
         if isinstance(gate, TopKGate):
             # the selection moves: the observed log-likelihood is what must not drop
@@ -321,14 +321,14 @@ def test_gating_m_step_never_lowers_its_criterion_and_returns_its_log_weights(ga
 def test_temperature_m_step_reaches_a_stationary_point_of_the_weighted_objective():
     design, params, resp, _ = _gradient_problem(TemperatureGate(0.5, learn_tau=False), 3, 2, 3)
     gate = TemperatureGate(0.5, learn_tau=False, tol=1e-14)
-    new, _, info = gate.m_step(design, resp, params, gate._log_weights_T(design, params))
+    new, _, info = gate.m_step(design, resp, params, gate.log_weights_T(design, params))
     _, grad = gate._objective_and_grad(gate._theta(new), design, resp)
     assert np.abs(grad).max() < 1e-6 * design.n
     assert info.objective_after > info.objective_before
     assert new.tau == 0.5
     # a learned tau on top changes nothing: the objective only sees beta / tau
     learned = TemperatureGate(0.5, tol=1e-14)
-    new2, _, _ = learned.m_step(design, resp, params, learned._log_weights_T(design, params))
+    new2, _, _ = learned.m_step(design, resp, params, learned.log_weights_T(design, params))
     np.testing.assert_allclose(new2.beta1 / new2.tau, new.beta1 / new.tau, atol=1e-5)
 
 

@@ -38,7 +38,7 @@ class Gate(ABC):
       (beta1), or only the intercepts (beta0);
     - ``n_params(k, d)``: the number of free gating parameters.
 
-    Subclasses implement ``_log_weights_T`` (expert-major (k, n) layout, used in the
+    Subclasses implement ``log_weights_T`` (expert-major (k, n) layout, used in the
     EM hot loop) and ``m_step``.
     """
 
@@ -64,14 +64,14 @@ class Gate(ABC):
         """
         X = check_X_y(X)
         self.check_params(params, d=X.shape[1])
-        return self._log_weights_T(Design(X), params).T
+        return self.log_weights_T(Design(X), params).T
 
     def weights(self, X, params: MoEParams) -> np.ndarray:
         """Gate weights ``g_i(x_n)``, array of shape (n_samples, k); rows sum to 1."""
         return np.exp(self.log_weights(X, params))
 
     @abstractmethod
-    def _log_weights_T(self, design: Design, params: MoEParams) -> np.ndarray:
+    def log_weights_T(self, design: Design, params: MoEParams) -> np.ndarray:
         """Log weights as a C-contiguous (k, n) array."""
 
     # --------------------------------------------------------------- structure

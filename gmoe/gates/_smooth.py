@@ -318,7 +318,7 @@ class TemperedGate(SmoothGate):
             return self.tau
         return params.tau
 
-    def _log_weights_T(self, design: Design, params: MoEParams) -> np.ndarray:
+    def log_weights_T(self, design: Design, params: MoEParams) -> np.ndarray:
         eta, _ = self._eta(params.beta0, params.beta1, self._tau_of(params), design)
         return log_softmax_T(eta)[0]
 

@@ -116,7 +116,7 @@ class SoftmaxGate(Gate):
     def get_config(self) -> dict:
         return {"name": self.name, "max_newton": self.max_newton, "newton_tol": self.newton_tol}
 
-    def _log_weights_T(self, design: Design, params: MoEParams) -> np.ndarray:
+    def log_weights_T(self, design: Design, params: MoEParams) -> np.ndarray:
         eta = params.beta1 @ design.XT
         eta += params.beta0[:, None]
         return log_softmax_T(eta)[0]

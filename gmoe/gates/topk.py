@@ -287,7 +287,7 @@ class TopKGate(SmoothGate):
         mask = self._mask(beta0, beta1, design, eta, slope)
         return masked_log_softmax_T(eta, mask)[0], mask
 
-    def _log_weights_T(self, design: Design, params: MoEParams) -> np.ndarray:
+    def log_weights_T(self, design: Design, params: MoEParams) -> np.ndarray:
         self._warn_constant_selection(design, params.k)
         return self._log_weights_from(params.beta0, params.beta1, design)[0]
 
