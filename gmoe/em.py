@@ -35,7 +35,6 @@ from .initialization import (
     near_truth_params,
     params_from_responsibilities,
     random_responsibilities,
-    split_expert,
 )
 from .likelihood import free_layout
 from .model import GaussianMoE, joint_log_T
@@ -527,14 +526,14 @@ def _best(runs: list[dict]) -> dict:
 def _split_runs(ctx: _Context, base: dict, count: int) -> list[dict]:
     """EM from ``base`` with one more expert: ``count`` of its experts split apart (all
     of them in expert order, or those with the largest responsibility mass times
-    variance), plus its exact embedding (never below ``base``, for dense gates)."""
+    variance), plus its embedding (never below ``base`` when the gate's ``exact_split`` holds)."""
     params = base["params"]
     k = params.k
     order = (range(k) if count >= k
              else np.argsort(-np.asarray(base["spread"]), kind="stable")[:count])
-    starts = [(split_expert(params, int(j), ctx.rng, jitter=0.5),
+    starts = [(ctx.gate.split(params, int(j), ctx.rng, jitter=0.5),
                f"expert {int(j)} of the {k}-expert fit split") for j in order]
-    starts.append((split_expert(params, int(np.argmax(params.beta0)), jitter=0.0),
+    starts.append((ctx.gate.split(params, int(np.argmax(params.beta0)), jitter=0.0),
                    f"the {k}-expert fit embedded"))
     return [ctx.run(ctx.gate.prepare(p0), label) for p0, label in starts]
 

@@ -9,7 +9,7 @@ from .experts import experts_m_step
 from .gates import Gate
 from .params import MoEParams
 
-__all__ = ["INITS", "split_expert", "near_truth_params", "kmeans_responsibilities",
+__all__ = ["INITS", "near_truth_params", "kmeans_responsibilities",
            "random_responsibilities", "params_from_responsibilities"]
 
 INITS = ("near_truth", "kmeans", "random", "split", "auto")
@@ -137,26 +137,3 @@ def params_from_responsibilities(design: Design, resp_T: np.ndarray, gate: Gate,
     log_w = gate.log_weights_T(design, start)
     params, _, _ = gate.m_step(design, resp_T, start, log_w, log_phi)
     return params
-
-
-def split_expert(params: MoEParams, j: int, rng=None, jitter: float = 0.0) -> MoEParams:
-    """Add a copy of expert j that shares its gate weight: k experts -> k + 1.
-
-    Both copies get the logit intercept of expert j lowered by log 2 (``tau log 2``
-    for tempered gates), so with ``jitter = 0`` the mixture is exactly unchanged
-    (for dense gates; a top-K selection changes). ``jitter`` moves the two copies'
-    intercepts ``b`` apart by ``+- jitter`` standard deviations of expert j, in a
-    random direction, to break the symmetry that EM would otherwise keep forever.
-    """
-    shift = np.log(2.0) * (1.0 if params.tau is None else params.tau)
-    beta0 = np.append(params.beta0, params.beta0[j])
-    beta0[[j, -1]] -= shift
-    b = np.append(params.b, params.b[j])
-    if jitter:
-        sign = 1.0 if rng is None else float(rng.choice([-1.0, 1.0]))
-        delta = sign * jitter * float(np.sqrt(params.var[j]))
-        b[j] += delta
-        b[-1] -= delta
-    return MoEParams(beta0, np.vstack([params.beta1, params.beta1[j]]),
-                     np.vstack([params.a, params.a[j]]), b,
-                     np.append(params.var, params.var[j]), params.tau)

@@ -91,8 +91,8 @@ def _resolve(fitted, truth, gate):
     whether its translation group also shifts the slopes.
 
     Plain parameters have the softmax's group (t0 and t1). A gate declares its group
-    by ``shifts_slopes`` and, for a gate without any translation symmetry,
-    ``shifts_intercepts = False``: such a gate is never shifted."""
+    by its ``symmetry`` (:data:`gmoe.gates.SYMMETRIES`); a gate without one is never
+    shifted."""
     pf, gf = _unpack(fitted, "fitted")
     pt, gt = _unpack(truth, "truth")
     if pf.d != pt.d:
@@ -100,8 +100,8 @@ def _resolve(fitted, truth, gate):
                          f"d = {pf.d} (fitted) and d = {pt.d} (truth)")
     gf = gf if gf is not None else (gate if gate is not None else gt)
     gt = gt if gt is not None else (gate if gate is not None else gf)
-    symmetric = True if gf is None else bool(getattr(gf, "shifts_intercepts", True))
-    shifts_slopes = symmetric and (True if gf is None else bool(gf.shifts_slopes))
+    symmetric = True if gf is None else gf.shifts_intercepts
+    shifts_slopes = True if gf is None else gf.shifts_slopes
     return (_measure(pf, gf, "fitted"), _measure(pt, gt, "truth"), symmetric,
             shifts_slopes)
 
@@ -448,7 +448,7 @@ def voronoi_loss(fitted, truth, kind: str = "exact", metric: str = "euclidean", 
     larger cells. The norms of ``dbeta1`` and ``da`` are Euclidean.
 
     The gating parameters are identified only up to a common shift ``beta0_i + t0,
-    beta1_i + t1`` (``t0`` only for gates whose ``shifts_slopes`` is False), so the
+    beta1_i + t1`` (``t0`` only for gates whose ``symmetry`` is ``"intercept"``), so the
     loss is taken of the shifted fitted measure, with the cells recomputed for each
     shift. ``translation`` chooses the shift (docs/theory.md, "Translation
     conventions"):

@@ -1,19 +1,35 @@
-"""Gating functions of a Gaussian mixture of experts."""
+"""Gating functions of a Gaussian mixture of experts.
 
-from ._base import Gate, GateStepInfo
+A gate is one file: a subclass of :class:`Gate` (or of :class:`SmoothGate` for
+logits smooth in the parameters) plus one line in :data:`GATES`. See the guide
+"Writing a gate" in the docs.
+"""
+
+from .._design import Design
+from ._base import SYMMETRIES, Gate, GateStepInfo
 from .activation import ACTIVATIONS, ActivationGate
+from .gaussian import GaussianGate
+from .laplace import LaplaceGate
+from .sigmoid import SigmoidGate
+from .smooth import SmoothGate
 from .softmax import SoftmaxGate
 from .temperature import TemperatureGate
 from .topk import TopKGate
 
-__all__ = ["Gate", "GateStepInfo", "SoftmaxGate", "TopKGate", "TemperatureGate",
-           "ActivationGate", "ACTIVATIONS", "make_gate", "GATES"]
+__all__ = ["Gate", "GateStepInfo", "SmoothGate", "Design", "SYMMETRIES", "SoftmaxGate",
+           "TopKGate", "TemperatureGate", "ActivationGate", "SigmoidGate", "LaplaceGate",
+           "GaussianGate",
+           "ACTIVATIONS", "make_gate", "GATES"]
 
+#: Gate name (as in configs, the CLI and :func:`make_gate`) -> class.
 GATES: dict[str, type[Gate]] = {
     "softmax": SoftmaxGate,
     "topk": TopKGate,
     "temperature": TemperatureGate,
     "activation": ActivationGate,
+    "sigmoid": SigmoidGate,
+    "laplace": LaplaceGate,
+    "gaussian": GaussianGate,
 }
 
 

@@ -11,7 +11,13 @@ from .._design import Design
 from .._validation import check_X_y
 from ..params import MoEParams
 
-__all__ = ["Gate", "GateStepInfo"]
+__all__ = ["Gate", "GateStepInfo", "SYMMETRIES"]
+
+#: The translation groups a gate's weights can be invariant under (docs/theory.md,
+#: "Mixing measures and Voronoi losses"): no shift at all; a common shift ``t0`` of
+#: every intercept ``beta0_i``; or a common shift ``(t0, t1)`` of every
+#: ``(beta0_i, beta1_i)``.
+SYMMETRIES = ("none", "intercept", "intercept_slope")
 
 
 @dataclass
@@ -27,26 +33,43 @@ class GateStepInfo:
 class Gate(ABC):
     """Base class of the gating functions g(x) of a Gaussian mixture of experts.
 
-    A gate is the only place that knows how its weights are formed. It supplies
+    A gate is the only place that knows how its weights are formed. EM, the losses,
+    initialisation, the certified fit and the sweeps talk to it through this class:
 
-    - ``log_weights(X, params)``: log g_i(x_n), array of shape (n, k);
+    - ``symmetry``: the translation group that leaves the weights unchanged, one of
+      :data:`SYMMETRIES`. The normal form, the number of free parameters, the
+      layout of certified fits and the losses' translation handling all read it;
+    - ``log_weights_T(design, params)``: log g_i(x_n) as an expert-major (k, n)
+      array (the EM hot loop's layout); :meth:`log_weights` is the (n, k) view;
     - ``m_step``: the gating M-step on responsibilities, never lowering the
       weighted objective ``sum_n sum_i r_ni log g_i(x_n)``;
-    - ``normal_form``: the representative of the parameters under the gate's
-      translation group (the last expert's gating parameters fixed to 0);
-    - ``shifts_slopes``: whether the translation group also shifts the slopes
-      (beta1), or only the intercepts (beta0);
-    - ``n_params(k, d)``: the number of free gating parameters.
+    - ``split(params, j)``: expert j made into two copies (``init="split"``);
+      exact (the density unchanged) when ``exact_split`` is True;
+    - ``free_state``/``free_score``/``free_logit_jacobian``: the score of the
+      certified fit (optional: without them a gate is fitted with ``polish=False``).
 
-    Subclasses implement ``log_weights_T`` (expert-major (k, n) layout, used in the
-    EM hot loop) and ``m_step``.
+    A gate with smooth logits derives from :class:`gmoe.gates.SmoothGate`, which
+    supplies the M-step, the score and the information from the logits and their
+    derivatives. See the guide "Writing a gate" in the docs.
     """
 
     name: str = "gate"
-    #: True if adding a common t1 to every beta1 leaves the gate unchanged.
-    shifts_slopes: bool = True
+    #: The translation group of the weights (see :data:`SYMMETRIES`).
+    symmetry: str = "intercept_slope"
     #: True if the gate has a temperature carried in ``MoEParams.tau``.
     has_tau: bool = False
+    #: True if :meth:`split` leaves the conditional density exactly unchanged.
+    exact_split: bool = True
+
+    @property
+    def shifts_intercepts(self) -> bool:
+        """True if a common shift of every ``beta0_i`` leaves the weights unchanged."""
+        return self.symmetry != "none"
+
+    @property
+    def shifts_slopes(self) -> bool:
+        """True if the translation group also shifts the slopes (a common ``t1``)."""
+        return self.symmetry == "intercept_slope"
 
     # ------------------------------------------------------------------ weights
     def log_weights(self, X, params: MoEParams) -> np.ndarray:
@@ -85,14 +108,51 @@ class Gate(ABC):
             raise ValueError(f"the {self.name} gate needs a temperature: params.tau is None")
 
     def normal_form(self, params: MoEParams) -> MoEParams:
-        """Shift the gating parameters so that the last expert's are 0."""
+        """The representative of ``params`` under the gate's translation group.
+
+        The last expert's intercept is shifted to 0 (and its slopes, when the group
+        shifts slopes); a gate without a symmetry leaves ``params`` as they are.
+        """
+        if params.k == 1:   # the gate is constant: its parameters are set to 0
+            return params.replace(beta0=np.zeros(1), beta1=np.zeros((1, params.d)))
+        if not self.shifts_intercepts:
+            return params
         t1 = -params.beta1[-1] if self.shifts_slopes else None
         return params.shift_gate(-params.beta0[-1], t1)
 
     def n_params(self, k: int, d: int) -> int:
-        """Number of free gating parameters (for BIC/AIC)."""
-        free = (k - 1) * (d + 1) if self.shifts_slopes else (k - 1) + k * d
-        return free + int(self.learns_tau)
+        """Number of free gating parameters (for BIC/AIC): the free layout's length."""
+        return len(self.free_layout(k, d))
+
+    def split(self, params: MoEParams, j: int, rng=None, jitter: float = 0.0) -> MoEParams:
+        """Make expert ``j`` into two copies that share its gate weight: k -> k + 1 experts.
+
+        The copy is appended as the last expert. For gates whose weights are a
+        softmax of logits with the intercept entering as ``beta0_i / tau`` (every
+        gate of gmoe but the normalised sigmoid), lowering both copies' intercept by
+        ``tau log 2`` halves each copy's weight, so with ``jitter = 0`` the density is
+        exactly unchanged (``exact_split``). ``jitter`` moves the two copies' expert
+        intercepts ``b`` apart by ``+- jitter`` standard deviations of expert j, in a
+        random direction (``rng``), to break the symmetry EM would otherwise keep.
+
+        Parameters
+        ----------
+        params : MoEParams
+        j : int
+            The expert to split, ``0 <= j < k``.
+        rng : None, int or numpy.random.Generator, optional
+            Chooses the direction of the jitter (``+`` on the original when None).
+        jitter : float, default=0.0
+
+        Returns
+        -------
+        MoEParams
+            k + 1 experts, in the gate's normal form.
+        """
+        shift = np.log(2.0) * (1.0 if params.tau is None else params.tau)
+        beta0 = np.append(params.beta0, params.beta0[j])
+        beta0[[j, -1]] -= shift
+        return self.normal_form(copy_expert(params, j, beta0, rng, jitter))
 
     @property
     def min_experts(self) -> int:
@@ -122,17 +182,20 @@ class Gate(ABC):
 
         Each entry is ``(field, index)`` of :class:`MoEParams` (``("tau", ())`` for a
         learned temperature, which the free vector holds as ``log tau``). Expert by
-        expert, ``beta1_i`` then ``beta0_i`` for the experts whose gating parameters
-        the normal form leaves free; a gate whose symmetry shifts intercepts only
-        also frees the last expert's slopes. See docs/theory.md, "Certified fits and
-        inference".
+        expert, ``beta1_i`` then ``beta0_i``, for the entries the normal form leaves
+        free: all but the last expert's with the symmetry ``"intercept_slope"``, all
+        but the last intercept with ``"intercept"``, every entry with ``"none"``. See
+        docs/theory.md, "Certified fits and inference".
         """
         layout: list[tuple[str, tuple[int, ...]]] = []
-        for i in range(k - 1):
-            layout += [("beta1", (i, j)) for j in range(d)]
-            layout.append(("beta0", (i,)))
-        if not self.shifts_slopes:
-            layout += [("beta1", (k - 1, j)) for j in range(d)]
+        if k == 1:      # one expert has weight 1 whatever its gating parameters
+            return layout
+        for i in range(k):
+            last = i == k - 1
+            if not (last and self.shifts_slopes):
+                layout += [("beta1", (i, j)) for j in range(d)]
+            if not (last and self.shifts_intercepts):
+                layout.append(("beta0", (i,)))
         if self.learns_tau:
             layout.append(("tau", ()))
         return layout
@@ -254,6 +317,27 @@ class Gate(ABC):
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+
+
+def copy_expert(params: MoEParams, j: int, beta0: np.ndarray, rng=None,
+                  jitter: float = 0.0) -> MoEParams:
+    """``params`` with expert ``j`` copied as a last expert, the gate intercepts
+    ``beta0`` (k + 1 of them) given, and the copies' ``b`` jittered apart.
+
+    The part of :meth:`Gate.split` that is the same for every gate."""
+    if not 0 <= int(j) < params.k:
+        raise ValueError(f"The parameter 'j' must be an expert index in [0, {params.k}), "
+                         f"but got {j!r}")
+    b = np.append(params.b, params.b[j])
+    if jitter:
+        gen = None if rng is None else np.random.default_rng(rng)
+        sign = 1.0 if gen is None else float(gen.choice([-1.0, 1.0]))
+        delta = sign * jitter * float(np.sqrt(params.var[j]))
+        b[j] += delta
+        b[-1] -= delta
+    return params.replace(beta0=beta0, beta1=np.vstack([params.beta1, params.beta1[j]]),
+                          a=np.vstack([params.a, params.a[j]]), b=b,
+                          var=np.append(params.var, params.var[j]))
 
 
 def weighted_objective(resp_T: np.ndarray, log_w_T: np.ndarray) -> float:

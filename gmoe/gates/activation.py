@@ -8,7 +8,7 @@ from scipy.special import expit, ndtr
 from .._design import Design
 from .._validation import check_choice, check_positive_float, check_positive_int
 from ..params import MoEParams
-from ._smooth import TemperedGate
+from .smooth import TemperedGate
 from .temperature import _check_learn_tau
 
 __all__ = ["ActivationGate", "ACTIVATIONS"]
@@ -79,7 +79,7 @@ class ActivationGate(TemperedGate):
 
     Because ``sigma`` is non-linear, adding a common vector to every ``beta1`` changes
     the gate: the normal form only fixes the last expert's ``beta0`` to 0 (all ``beta1``
-    are free; ``shifts_slopes`` is False).
+    are free; its ``symmetry`` is ``"intercept"``).
 
     The gating M-step is Fisher scoring (Gauss-Newton on the multinomial) with step
     halving on the weighted objective, with tau on the log scale; it never decreases
@@ -128,7 +128,7 @@ class ActivationGate(TemperedGate):
     """
 
     name = "activation"
-    shifts_slopes = False
+    symmetry = "intercept"
     max_step = 1.0
 
     def __init__(self, activation: str = "tanh", tau: float = 1.0, learn_tau: bool = True,

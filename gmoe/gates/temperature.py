@@ -7,7 +7,7 @@ import numpy as np
 from .._design import Design
 from .._validation import check_positive_float, check_positive_int
 from ..params import MoEParams
-from ._smooth import TemperedGate
+from .smooth import TemperedGate
 
 __all__ = ["TemperatureGate"]
 
@@ -61,7 +61,7 @@ class TemperatureGate(TemperedGate):
     """
 
     name = "temperature"
-    shifts_slopes = True
+    symmetry = "intercept_slope"
 
     def __init__(self, tau: float = 1.0, learn_tau: bool = True, max_iter: int = 20,
                  tol: float = 1e-10):

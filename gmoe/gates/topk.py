@@ -13,7 +13,7 @@ from .._validation import check_choice, check_positive_float, check_positive_int
 from ..exceptions import IdentifiabilityWarning
 from ..params import MoEParams
 from ._base import GateStepInfo, weighted_objective
-from ._smooth import SmoothGate, _Point, masked_log_softmax_T
+from .smooth import SmoothGate, _Point, masked_log_softmax_T
 from .softmax import log_softmax_T
 
 __all__ = ["TopKGate", "RANK_BY", "top_k_mask"]
@@ -172,7 +172,9 @@ class TopKGate(SmoothGate):
     """
 
     name = "topk"
-    shifts_slopes = True
+    symmetry = "intercept_slope"
+    #: the two copies compete for the same K slots, so the selection changes
+    exact_split = False
     linear_logits = True
 
     def __init__(self, K: int, rank_by: str = "slope", max_iter: int = 20, tol: float = 1e-10,

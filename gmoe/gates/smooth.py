@@ -24,7 +24,6 @@ last when the temperature is learned.
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,18 +87,28 @@ def psd_solve(H: np.ndarray, g: np.ndarray, rcond: float = 1e-10) -> np.ndarray:
 
 
 class SmoothGate(Gate):
-    """Base class of gates whose gating M-step is Fisher scoring on smooth logits.
+    """Base class of gates whose weights are a softmax of logits smooth in their parameters.
 
-    Subclasses describe their parameterisation through five hooks:
+    ``g_i(x) = exp(eta_i(x)) / sum_j exp(eta_j(x))`` where expert i's logit
+    ``eta_i(x; beta0_i, beta1_i, tau)`` depends on its own gating parameters (and a
+    shared temperature). A new smooth gate implements two methods:
 
-    - ``_theta(params)``: the free gating parameters of normal-form ``params``, 1-d;
-    - ``_arrays(theta, k, d)``: ``(beta0, beta1, tau)`` rebuilt from ``theta``;
-    - ``_eta(beta0, beta1, tau, design)``: raw logits (k, n) and a cache;
-    - ``_jacobian(beta0, beta1, tau, design, eta, cache)``: ``(blocks, t)`` with
-      ``blocks[i]`` of shape (p_i, n), the derivative of ``eta_i`` in expert i's free
-      parameters (``p_i`` may be 0), and ``t`` of shape (k, n), the derivative of
-      ``eta`` in ``log tau`` (None when tau is not learned);
-    - ``_with_theta(theta, params)``: ``params`` with the gating part replaced.
+    - :meth:`logits` ``(beta0, beta1, tau, design) -> (eta, cache)``: the logits,
+      array of shape (k, n), and anything its derivatives reuse;
+    - :meth:`logit_derivatives` ``(beta0, beta1, tau, design, eta, cache)``: the
+      derivatives of ``eta_i`` in ``beta1_i`` (k, d, n) and in ``beta0_i`` (k, n),
+      and in ``log tau`` (k, n, or None when tau is not learned);
+
+    and declares ``name`` and ``symmetry``. The base class supplies the log weights,
+    the gating M-step (Fisher scoring with step halving, never lowering the weighted
+    objective), the free vector of certified fits, the score and the logit Jacobian
+    of the observed information, all laid out by :meth:`Gate.free_layout`.
+
+    Gates with a faster special-purpose parametrisation (temperature, activation,
+    top-K) override the private hooks ``_theta``, ``_arrays``, ``_eta`` and
+    ``_jacobian`` instead: ``_jacobian`` returns ``(blocks, t)`` with ``blocks[i]``
+    of shape (p_i, n), the derivative of ``eta_i`` in expert i's free parameters
+    (``p_i`` may be 0), and ``t`` of shape (k, n), the derivative in ``log tau``.
     """
 
     max_iter: int = 20
@@ -108,26 +117,102 @@ class SmoothGate(Gate):
     #: activation gate, whose objective is not concave, needs one).
     max_step: float = np.inf
 
-    # ----------------------------------------------------------------- hooks
-    @abstractmethod
+    # ----------------------------------------------------------- public hooks
+    def logits(self, beta0: np.ndarray, beta1: np.ndarray, tau, design: Design):
+        """The logits ``eta_i(x_n)``, array of shape (k, n), and a cache for the derivatives.
+
+        Parameters
+        ----------
+        beta0 : ndarray of shape (k,)
+        beta1 : ndarray of shape (k, d)
+        tau : float or None
+            The temperature (None for gates without one).
+        design : Design
+            The covariates; ``design.XT`` is X transposed, shape (d, n).
+        """
+        raise NotImplementedError(f"the {self.name} gate defines neither logits() nor _eta()")
+
+    def logit_derivatives(self, beta0, beta1, tau, design: Design, eta, cache):
+        """Derivatives of the logits: ``(d_slope, d_intercept, d_log_tau)``.
+
+        ``d_slope[i, j, n]`` is the derivative of ``eta_i(x_n)`` in ``beta1[i, j]``,
+        shape (k, d, n); ``d_intercept[i, n]`` in ``beta0[i]``, shape (k, n);
+        ``d_log_tau`` in ``log tau``, shape (k, n), or None when tau is not learned.
+        """
+        raise NotImplementedError(f"the {self.name} gate defines neither "
+                                  "logit_derivatives() nor _jacobian()")
+
+    # ------------------------------------------------- hooks (layout-generic)
+    def _tau_of(self, params: MoEParams):
+        """The temperature used with ``params`` (None: the gate has none)."""
+        return None
+
+    def _tau_from(self, theta: np.ndarray):
+        """The temperature held by a free vector (None: the gate has none)."""
+        return None
+
     def _theta(self, params: MoEParams) -> np.ndarray:
         """Free gating parameters of normal-form, prepared ``params``."""
+        return self.free_vector(params)
 
-    @abstractmethod
+    def _slots(self, k: int, d: int):
+        """Index arrays of the free vector into the flat ``beta1`` and ``beta0``."""
+        key = (k, d)
+        cached = getattr(self, "_slot_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        layout = self.free_layout(k, d)
+        slope = [(pos, idx[0] * d + idx[1]) for pos, (f, idx) in enumerate(layout)
+                 if f == "beta1"]
+        icpt = [(pos, idx[0]) for pos, (f, idx) in enumerate(layout) if f == "beta0"]
+        slots = tuple(np.array(v, dtype=int).reshape(-1, 2).T for v in (slope, icpt))
+        self._slot_cache = (key, slots)
+        return slots
+
     def _arrays(self, theta: np.ndarray, k: int, d: int):
         """``(beta0 (k,), beta1 (k, d), tau or None)`` from ``theta``."""
+        (s_pos, s_at), (i_pos, i_at) = self._slots(k, d)
+        beta1 = np.zeros(k * d)
+        beta1[s_at] = theta[s_pos]
+        beta0 = np.zeros(k)
+        beta0[i_at] = theta[i_pos]
+        return beta0, beta1.reshape(k, d), self._tau_from(theta)
 
-    @abstractmethod
     def _eta(self, beta0, beta1, tau, design: Design):
         """Raw logits, array of shape (k, n), and a cache for :meth:`_jacobian`."""
+        return self.logits(beta0, beta1, tau, design)
 
-    @abstractmethod
     def _jacobian(self, beta0, beta1, tau, design: Design, eta, cache):
         """``(blocks, t)``: per-expert logit derivatives and the log-tau derivative."""
+        d_slope, d_icpt, t = self.logit_derivatives(beta0, beta1, tau, design, eta, cache)
+        k, d = beta1.shape
+        blocks = []
+        for i in range(k):
+            rows = []
+            if not (i == k - 1 and self.shifts_slopes):
+                rows.append(d_slope[i])
+            if not (i == k - 1 and self.shifts_intercepts):
+                rows.append(d_icpt[i][None, :])
+            blocks.append(np.vstack(rows) if rows else None)
+        return blocks, t
 
     def _with_theta(self, theta: np.ndarray, params: MoEParams) -> MoEParams:
         beta0, beta1, tau = self._arrays(theta, params.k, params.d)
         return params.replace(beta0=beta0, beta1=beta1, tau=tau)
+
+    # ------------------------------------------------- weights and M-step
+    def log_weights_T(self, design: Design, params: MoEParams) -> np.ndarray:
+        eta, _ = self._eta(params.beta0, params.beta1, self._tau_of(params), design)
+        return log_softmax_T(eta)[0]
+
+    def m_step(self, design, resp_T, params, log_w_T, log_phi_T=None):
+        params = self.normal_form(self.prepare(params))
+        if params.k == 1:
+            return params, np.zeros((1, design.n)), GateStepInfo(0.0, 0.0)
+        theta = self._theta(params)
+        point, q0, n_steps, notes = self._maximize(theta, design, resp_T, params.k)
+        info = GateStepInfo(q0, point.q, n_steps, notes)
+        return self._with_theta(point.theta, params), point.log_w, info
 
     # ------------------------------------------------------------- objective
     def _point(self, theta, design: Design, resp_T, k: int, mask=None,
@@ -317,19 +402,6 @@ class TemperedGate(SmoothGate):
         if not self.learn_tau or params.tau is None:
             return self.tau
         return params.tau
-
-    def log_weights_T(self, design: Design, params: MoEParams) -> np.ndarray:
-        eta, _ = self._eta(params.beta0, params.beta1, self._tau_of(params), design)
-        return log_softmax_T(eta)[0]
-
-    def m_step(self, design, resp_T, params, log_w_T, log_phi_T=None):
-        params = self.normal_form(self.prepare(params))
-        if params.k == 1:
-            return params, np.zeros((1, design.n)), GateStepInfo(0.0, 0.0)
-        theta = self._theta(params)
-        point, q0, n_steps, notes = self._maximize(theta, design, resp_T, params.k)
-        info = GateStepInfo(q0, point.q, n_steps, notes)
-        return self._with_theta(point.theta, params), point.log_w, info
 
     def _tau_theta(self, params: MoEParams) -> list[float]:
         return [np.log(self._tau_of(params))] if self.learn_tau else []

@@ -1,0 +1,85 @@
+"""Normalised sigmoid gate: g_i(x) = s_i(x) / sum_j s_j(x), s_i = sigmoid(beta1_i^T x + beta0_i)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit, log_expit
+
+from .._design import Design
+from .._validation import check_positive_float, check_positive_int
+from ..params import MoEParams
+from ._base import copy_expert
+from .smooth import SmoothGate
+
+__all__ = ["SigmoidGate"]
+
+
+class SigmoidGate(SmoothGate):
+    """Normalised sigmoid gating: ``g_i(x) = s_i(x) / sum_j s_j(x)``.
+
+    ``s_i(x) = sigmoid(beta1_i^T x + beta0_i)``: each expert's score is a sigmoid,
+    and the scores are normalised to sum to 1 (the sigmoid-gating line of work). The
+    weights are a softmax of the logits ``log sigmoid(beta1_i^T x + beta0_i)``, which
+    are computed as ``log_expit`` (no overflow for large scores).
+
+    No translation leaves the weights unchanged (``symmetry = "none"``): adding a
+    common ``t0`` to every intercept changes every ``s_i`` by a different factor.
+    With k >= 2 every gating parameter is free, and the losses never shift the
+    fitted measure, whatever their ``translation`` option (docs/theory.md,
+    "Translation conventions"). With one expert the gate is constant and its
+    parameters are set to 0.
+
+    Splitting an expert in two cannot keep the density exactly: no two sigmoids
+    sum to a third for every x. :meth:`split` lowers both copies' intercepts by
+    ``log 2``, which is exact where the sigmoid is far from saturation (its left
+    tail) and within a factor 2 of the expert's weight elsewhere
+    (``exact_split = False``; ``init="auto"`` then loses its guarantee of never
+    ending below the fit with one expert fewer).
+
+    Parameters
+    ----------
+    max_iter : int, default=20
+        Largest number of scoring steps per gating M-step.
+    tol : float, default=1e-10
+        Stop when the predicted gain of the objective per sample is below it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gmoe import MoEParams
+    >>> from gmoe.gates import SigmoidGate
+    >>> p = MoEParams([0.0, 0.0], [[2.0], [0.0]], [[1.0], [-1.0]], [0.0, 0.0], [1.0, 1.0])
+    >>> SigmoidGate().weights(np.array([[0.0], [10.0]]), p).round(4)
+    array([[0.5   , 0.5   ],
+           [0.6667, 0.3333]])
+    """
+
+    name = "sigmoid"
+    symmetry = "none"
+    exact_split = False
+
+    def __init__(self, max_iter: int = 20, tol: float = 1e-10):
+        self.max_iter = check_positive_int(max_iter, "max_iter")
+        self.tol = check_positive_float(tol, "tol")
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "max_iter": self.max_iter, "tol": self.tol}
+
+    def logits(self, beta0, beta1, tau, design: Design):
+        h = beta1 @ design.XT
+        h += beta0[:, None]
+        return log_expit(h), h
+
+    def logit_derivatives(self, beta0, beta1, tau, design: Design, eta, cache):
+        slope = expit(-cache)                     # d log sigmoid(h) / dh
+        return slope[:, None, :] * design.XT[None, :, :], slope, None
+
+    def split(self, params: MoEParams, j: int, rng=None, jitter: float = 0.0) -> MoEParams:
+        """Expert ``j`` made into two copies with intercepts lowered by ``log 2``.
+
+        Not exact (see the class notes); parameters and returns as
+        :meth:`gmoe.gates.Gate.split`.
+        """
+        beta0 = np.append(params.beta0, params.beta0[j])
+        beta0[[j, -1]] -= np.log(2.0)
+        return copy_expert(params, j, beta0, rng, jitter)
