@@ -23,6 +23,24 @@ def _as_array(value, name: str, shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
+def _check_cov(value, k: int, d: int) -> np.ndarray:
+    """Gate covariances: shape (k, d, d) (d = 1: also (k,)), finite, symmetric,
+    positive definite."""
+    arr = np.array(value, dtype=float)
+    if d == 1 and arr.shape == (k,):
+        arr = arr[:, None, None]  # d = 1 given as a flat vector of variances
+    cov = _as_array(arr, "gate_cov", (k, d, d))
+    if not np.allclose(cov, np.swapaxes(cov, 1, 2), rtol=1e-10, atol=0.0):
+        raise ValueError("The parameter 'gate_cov' must hold symmetric matrices, but "
+                         f"got {cov.tolist()}")
+    eig = np.linalg.eigvalsh(cov)
+    if eig.min() <= 0:
+        bad = np.flatnonzero(eig.min(axis=1) <= 0).tolist()
+        raise ValueError("The parameter 'gate_cov' must hold positive definite matrices, "
+                         f"but those of expert(s) {bad} have eigenvalues {eig[bad].tolist()}")
+    return cov
+
+
 @dataclass(frozen=True, eq=False)
 class MoEParams:
     """Parameters of a Gaussian mixture of experts with k experts on d features.
@@ -46,6 +64,11 @@ class MoEParams:
     tau : float or None, default=None
         Temperature of temperature and activation gates (> 0), None for gates that
         have none.
+    gate_cov : array-like of shape (k, d, d) or None, default=None
+        Covariance matrices of the Gaussian gate (``make_gate("gaussian")``:
+        ``g_i(x)`` proportional to ``exp(beta0_i) N(x; beta1_i, gate_cov_i)``), each
+        symmetric positive definite; None for the other gates. See docs/theory.md,
+        "The Gaussian gate".
 
     Notes
     -----
@@ -68,6 +91,7 @@ class MoEParams:
     b: np.ndarray
     var: np.ndarray
     tau: float | None = None
+    gate_cov: np.ndarray | None = None
 
     def __post_init__(self):
         beta0 = np.array(self.beta0, dtype=float)
@@ -98,6 +122,8 @@ class MoEParams:
             if not (np.isfinite(tau) and tau > 0):
                 raise ValueError(f"The parameter 'tau' must be finite and > 0, but got {tau}")
             object.__setattr__(self, "tau", tau)
+        if self.gate_cov is not None:
+            object.__setattr__(self, "gate_cov", _check_cov(self.gate_cov, k, d))
 
     # ------------------------------------------------------------------ shape
     @property
@@ -118,7 +144,8 @@ class MoEParams:
     # ------------------------------------------------------------- transforms
     def replace(self, **changes) -> MoEParams:
         """Return a copy with the named fields replaced (validated again)."""
-        fields = {f: getattr(self, f) for f in ("beta0", "beta1", "a", "b", "var", "tau")}
+        fields = {f: getattr(self, f)
+                  for f in ("beta0", "beta1", "a", "b", "var", "tau", "gate_cov")}
         unknown = set(changes) - set(fields)
         if unknown:
             raise ValueError(f"unknown MoEParams field(s): {sorted(unknown)}")
@@ -130,8 +157,9 @@ class MoEParams:
         order = np.asarray(order, dtype=int)
         if sorted(order.tolist()) != list(range(self.k)):
             raise ValueError(f"order must be a permutation of range({self.k}), got {order}")
+        cov = None if self.gate_cov is None else self.gate_cov[order]
         return MoEParams(self.beta0[order], self.beta1[order], self.a[order], self.b[order],
-                         self.var[order], self.tau)
+                         self.var[order], self.tau, cov)
 
     def shift_gate(self, t0: float = 0.0, t1=None) -> MoEParams:
         """Add a common shift ``t0`` to every beta0 and ``t1`` (d-vector) to every beta1."""
@@ -145,10 +173,14 @@ class MoEParams:
             return False
         if (self.tau is None) != (other.tau is None):
             return False
+        if (self.gate_cov is None) != (other.gate_cov is None):
+            return False
         pairs = [(self.beta0, other.beta0), (self.beta1, other.beta1), (self.a, other.a),
                  (self.b, other.b), (self.var, other.var)]
         if self.tau is not None:
             pairs.append((np.array(self.tau), np.array(other.tau)))
+        if self.gate_cov is not None:
+            pairs.append((self.gate_cov, other.gate_cov))
         return all(np.allclose(x, y, rtol=rtol, atol=atol) for x, y in pairs)
 
     def __eq__(self, other) -> bool:
@@ -163,6 +195,8 @@ class MoEParams:
                "a": self.a.tolist(), "b": self.b.tolist(), "var": self.var.tolist()}
         if self.tau is not None:
             out["tau"] = self.tau
+        if self.gate_cov is not None:
+            out["gate_cov"] = self.gate_cov.tolist()
         return out
 
     @classmethod
@@ -179,7 +213,7 @@ class MoEParams:
             if np.any(~np.isfinite(sd)) or np.any(sd <= 0):
                 raise ValueError(f"The parameter 'sd' must be finite and > 0, but got {sd}")
             data["var"] = sd**2
-        known = {"beta0", "beta1", "a", "b", "var", "tau"}
+        known = {"beta0", "beta1", "a", "b", "var", "tau", "gate_cov"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown parameter key(s) {sorted(unknown)}; expected "
@@ -193,6 +227,7 @@ class MoEParams:
         def fmt(x):
             return np.array2string(np.asarray(x), precision=4, separator=", ")
         tau = "" if self.tau is None else f", tau={self.tau:.4g}"
+        cov = "" if self.gate_cov is None else f", gate_cov={fmt(self.gate_cov)}"
         return (f"MoEParams(k={self.k}, d={self.d}, beta0={fmt(self.beta0)}, "
                 f"beta1={fmt(self.beta1)}, a={fmt(self.a)}, b={fmt(self.b)}, "
-                f"var={fmt(self.var)}{tau})")
+                f"var={fmt(self.var)}{tau}{cov})")

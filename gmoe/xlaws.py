@@ -8,7 +8,7 @@ import numpy as np
 
 from ._validation import check_positive_float, check_positive_int
 
-__all__ = ["XLaw", "Uniform", "Normal", "Grid", "make_xlaw"]
+__all__ = ["XLaw", "Uniform", "Normal", "Grid", "GaussianMixture", "make_xlaw"]
 
 
 class XLaw(ABC):
@@ -97,7 +97,58 @@ class Grid(XLaw):
         return {"name": "grid", "n": self.n}
 
 
-_LAWS = {"uniform": Uniform, "normal": Normal, "grid": Grid}
+class GaussianMixture(XLaw):
+    """The Gaussian mixture ``sum_i weights_i N(mean_i, cov_i)`` on R^d.
+
+    The law of X under the Gaussian gate (docs/theory.md, "The Gaussian gate"): a
+    model with that gate draws X from it (:meth:`gmoe.gates.GaussianGate.x_law`).
+
+    Parameters
+    ----------
+    weights : array-like of shape (k,)
+        Non-negative, normalised to sum 1.
+    means : array-like of shape (k, d)
+    covs : array-like of shape (k, d, d)
+        Symmetric positive definite.
+
+    Examples
+    --------
+    >>> GaussianMixture([0.5, 0.5], [[-1.0], [1.0]], [[[0.1]], [[0.1]]]).draw(4, rng=0).shape
+    (4, 1)
+    """
+
+    def __init__(self, weights, means, covs):
+        w = np.asarray(weights, dtype=float)
+        if w.ndim != 1 or w.size < 1 or not np.all(np.isfinite(w)) or np.any(w < 0) \
+                or w.sum() <= 0:
+            raise ValueError(f"GaussianMixture weights must be finite, >= 0 and not all 0, "
+                             f"got {weights!r}")
+        self.weights = w / w.sum()
+        k = w.size
+        self.means = np.asarray(means, dtype=float).reshape(k, -1)
+        self.d = self.means.shape[1]
+        self.covs = np.asarray(covs, dtype=float).reshape(k, self.d, self.d)
+        try:
+            self._chol = np.linalg.cholesky(self.covs)
+        except np.linalg.LinAlgError:
+            raise ValueError("GaussianMixture covs must be positive definite") from None
+        if not (np.all(np.isfinite(self.means)) and np.all(np.isfinite(self._chol))):
+            raise ValueError("GaussianMixture means and covs must be finite")
+
+    def draw(self, n, rng=None):
+        rng = np.random.default_rng(rng)
+        n = check_positive_int(n, "n")
+        z = rng.choice(self.weights.size, size=n, p=self.weights)
+        e = rng.standard_normal((n, self.d))
+        return self.means[z] + np.einsum("nij,nj->ni", self._chol[z], e)
+
+    def get_config(self):
+        return {"name": "gaussian_mixture", "weights": self.weights.tolist(),
+                "means": self.means.tolist(), "covs": self.covs.tolist()}
+
+
+_LAWS = {"uniform": Uniform, "normal": Normal, "grid": Grid,
+         "gaussian_mixture": GaussianMixture}
 
 
 def make_xlaw(spec) -> XLaw:
