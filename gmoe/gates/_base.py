@@ -60,6 +60,18 @@ class Gate(ABC):
     has_tau: bool = False
     #: True if :meth:`split` leaves the conditional density exactly unchanged.
     exact_split: bool = True
+    #: True if the gate is also a model of X (the Gaussian gate): the likelihood is
+    #: then the joint one, the conditional plus :meth:`log_marginal_x`, and X is drawn
+    #: from :meth:`x_law` (docs/theory.md, "The Gaussian gate").
+    models_x: bool = False
+
+    def log_marginal_x(self, design: Design, params: MoEParams) -> np.ndarray:
+        """``log p(x_n)``, shape (n,), for a gate that models X (``models_x``)."""
+        raise NotImplementedError(f"the {self.name} gate does not model X")
+
+    def x_law(self, params: MoEParams):
+        """The law of X (an :class:`gmoe.xlaws.XLaw`) of a gate that models X."""
+        raise NotImplementedError(f"the {self.name} gate does not model X")
 
     @property
     def shifts_intercepts(self) -> bool:
@@ -149,7 +161,8 @@ class Gate(ABC):
         MoEParams
             k + 1 experts, in the gate's normal form.
         """
-        shift = np.log(2.0) * (1.0 if params.tau is None else params.tau)
+        j = expert_index(params, j)
+        shift = np.log(2.0) * (params.tau if self.has_tau else 1.0)
         beta0 = np.append(params.beta0, params.beta0[j])
         beta0[[j, -1]] -= shift
         return self.normal_form(copy_expert(params, j, beta0, rng, jitter))
@@ -174,7 +187,7 @@ class Gate(ABC):
 
     def effective_intercepts(self, params: MoEParams) -> np.ndarray:
         """Intercept of each expert's logit (beta0, or beta0 / tau): atom weights are exp of it."""
-        return params.beta0 if params.tau is None else params.beta0 / params.tau
+        return params.beta0 / params.tau if self.has_tau else params.beta0
 
     # ------------------------------------------------- free parametrisation
     def free_layout(self, k: int, d: int) -> list[tuple[str, tuple[int, ...]]]:
@@ -319,15 +332,22 @@ class Gate(ABC):
         return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
 
 
+def expert_index(params: MoEParams, j) -> int:
+    """``j`` as an int if it indexes an expert of ``params``, else ValueError."""
+    if isinstance(j, (bool, np.bool_)) or not isinstance(j, (int, np.integer)) \
+            or not 0 <= int(j) < params.k:
+        raise ValueError(f"The parameter 'j' must be an expert index in [0, {params.k}), "
+                         f"but got {j!r}")
+    return int(j)
+
+
 def copy_expert(params: MoEParams, j: int, beta0: np.ndarray, rng=None,
                   jitter: float = 0.0) -> MoEParams:
     """``params`` with expert ``j`` copied as a last expert, the gate intercepts
     ``beta0`` (k + 1 of them) given, and the copies' ``b`` jittered apart.
 
     The part of :meth:`Gate.split` that is the same for every gate."""
-    if not 0 <= int(j) < params.k:
-        raise ValueError(f"The parameter 'j' must be an expert index in [0, {params.k}), "
-                         f"but got {j!r}")
+    j = expert_index(params, j)
     b = np.append(params.b, params.b[j])
     if jitter:
         gen = None if rng is None else np.random.default_rng(rng)

@@ -8,7 +8,7 @@ from scipy.special import expit, log_expit
 from .._design import Design
 from .._validation import check_positive_float, check_positive_int
 from ..params import MoEParams
-from ._base import copy_expert
+from ._base import copy_expert, expert_index
 from .smooth import SmoothGate
 
 __all__ = ["SigmoidGate"]
@@ -80,6 +80,7 @@ class SigmoidGate(SmoothGate):
         Not exact (see the class notes); parameters and returns as
         :meth:`gmoe.gates.Gate.split`.
         """
+        j = expert_index(params, j)
         beta0 = np.append(params.beta0, params.beta0[j])
         beta0[[j, -1]] -= np.log(2.0)
         return copy_expert(params, j, beta0, rng, jitter)

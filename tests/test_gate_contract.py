@@ -1,0 +1,300 @@
+"""The gate contract, checked for every gate in the registry (``gmoe.gates.GATES``).
+
+Each registered gate needs an entry in ``CONTRACT``: instances to test and its
+weights written out from the definition in docs/theory.md, one point at a time. A
+gate registered without an entry fails every test here, loudly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from gmoe import GaussianMoE, MoEParams, Uniform, fit_em
+from gmoe._design import Design
+from gmoe.gates import (
+    GATES,
+    SYMMETRIES,
+    ActivationGate,
+    LaplaceGate,
+    SigmoidGate,
+    SoftmaxGate,
+    TemperatureGate,
+    TopKGate,
+)
+
+_SIGMA = {"tanh": math.tanh, "gelu": lambda h: h * stats.norm.cdf(h),
+          "sigmoid": lambda h: 1.0 / (1.0 + math.exp(-h))}
+
+
+def _normalise(logits: dict[int, float], k: int) -> list[float]:
+    top = max(logits.values())
+    total = sum(math.exp(v - top) for v in logits.values())
+    return [math.exp(logits[i] - top) / total if i in logits else 0.0 for i in range(k)]
+
+
+def _softmax(gate, p, x):
+    return _normalise({i: float(p.beta1[i] @ x) + p.beta0[i] for i in range(p.k)}, p.k)
+
+
+def _topk(gate, p, x):
+    slope = [float(p.beta1[i] @ x) for i in range(p.k)]
+    score = slope if gate.rank_by == "slope" else [slope[i] + p.beta0[i] for i in range(p.k)]
+    chosen = sorted(range(p.k), key=lambda i: (-score[i], i))[: gate.K]
+    return _normalise({i: slope[i] + p.beta0[i] for i in chosen}, p.k)
+
+
+def _temperature(gate, p, x):
+    return _normalise({i: (float(p.beta1[i] @ x) + p.beta0[i]) / p.tau
+                       for i in range(p.k)}, p.k)
+
+
+def _activation(gate, p, x):
+    sigma = _SIGMA[gate.activation]
+    return _normalise({i: (sigma(float(p.beta1[i] @ x)) + p.beta0[i]) / p.tau
+                       for i in range(p.k)}, p.k)
+
+
+def _sigmoid(gate, p, x):
+    s = [1.0 / (1.0 + math.exp(-(float(p.beta1[i] @ x) + p.beta0[i]))) for i in range(p.k)]
+    return [v / sum(s) for v in s]
+
+
+def _laplace(gate, p, x):
+    return _normalise({i: p.beta0[i] - float(np.sqrt(np.sum((x - p.beta1[i]) ** 2)))
+                       for i in range(p.k)}, p.k)
+
+
+def _random_params(rng, k: int, d: int) -> MoEParams:
+    """Random parameters, deliberately not in any normal form."""
+    return MoEParams(rng.normal(0, 1, k), rng.normal(0, 1.5, (k, d)), rng.normal(0, 2, (k, d)),
+                     rng.normal(0, 3, k), rng.uniform(0.2, 0.8, k) ** 2, tau=0.7)
+
+
+def _recovery_truth(d: int) -> MoEParams:
+    """Two well-separated experts with comparable weights over U[-1, 1]^d."""
+    beta1 = [[2.0] + [1.0] * (d - 1), [0.0] * d]
+    return MoEParams([0.3, 0.0], beta1, [[1.0] * d, [-1.0] * d], [1.0, -1.0], [0.09, 0.16],
+                     tau=0.8)
+
+
+@dataclass
+class Entry:
+    """A registered gate's test instances and its brute-force weights."""
+
+    variants: list
+    brute: object
+    #: random parameters (rng, k, d) -> MoEParams
+    params: object = _random_params
+    #: what the recovery test compares of the gate: "params" (identified), "ratios"
+    #: (beta / tau) or "weights" (the weights on a grid: the activation gate's k = 2
+    #: slopes are identified only up to a swap, see ActivationGate)
+    identified: str = "params"
+    extra: dict = field(default_factory=dict)
+
+
+CONTRACT: dict[str, Entry] = {
+    "softmax": Entry([SoftmaxGate()], _softmax),
+    "topk": Entry([TopKGate(2), TopKGate(2, "logit")], _topk),
+    "temperature": Entry([TemperatureGate(0.7), TemperatureGate(0.7, learn_tau=False)],
+                         _temperature, identified="ratios"),
+    "activation": Entry([ActivationGate("tanh", 0.8), ActivationGate("gelu", 0.8, False)],
+                        _activation, identified="weights"),
+    "sigmoid": Entry([SigmoidGate()], _sigmoid),
+    "laplace": Entry([LaplaceGate()], _laplace),
+}
+
+
+def _cases():
+    out = []
+    for name in GATES:
+        entry = CONTRACT.get(name)
+        variants = entry.variants if entry is not None else [name]
+        out += [pytest.param(name, i, id=f"{name}-{i}") for i in range(len(variants))]
+    return out
+
+
+CASES = _cases()
+
+
+def _get(name: str, i: int):
+    if name not in CONTRACT:
+        pytest.fail(f"gate {name!r} is registered in gmoe.gates.GATES but has no entry in "
+                    "tests/test_gate_contract.py CONTRACT (instances and brute-force weights)")
+    entry = CONTRACT[name]
+    return entry.variants[i], entry
+
+
+def _prepared(gate, params):
+    return gate.normal_form(gate.prepare(params))
+
+
+def test_every_registered_gate_has_a_contract_entry_and_a_known_symmetry():
+    assert set(GATES) <= set(CONTRACT), sorted(set(GATES) - set(CONTRACT))
+    for name, cls in GATES.items():
+        assert cls.symmetry in SYMMETRIES, name
+        assert CONTRACT[name].variants[0].name == name
+
+
+@pytest.mark.parametrize("name,i", CASES)
+def test_weights_match_the_definition_point_by_point(name, i):
+    gate, entry = _get(name, i)
+    rng = np.random.default_rng(7 + i)
+    for k, d in [(3, 2), (4, 1)]:
+        params = gate.prepare(entry.params(rng, k, d))
+        X = rng.uniform(-1.5, 1.5, (40, d))
+        expected = np.array([entry.brute(gate, params, x) for x in X])
+        np.testing.assert_allclose(gate.weights(X, params), expected, atol=1e-12)
+        # the normal form is the same gate
+        np.testing.assert_allclose(gate.weights(X, _prepared(gate, params)), expected,
+                                   atol=1e-12)
+
+
+@pytest.mark.parametrize("name,i", CASES)
+def test_symmetry_group_leaves_the_weights_unchanged_and_no_other_shift_does(name, i):
+    gate, entry = _get(name, i)
+    rng = np.random.default_rng(11)
+    params = gate.prepare(entry.params(rng, 3, 2))
+    X = rng.uniform(-1.5, 1.5, (200, 2))
+    w = gate.weights(X, params)
+
+    def unchanged(shifted):
+        return np.allclose(gate.weights(X, shifted), w, rtol=0, atol=1e-12)
+
+    t1 = np.array([0.7, -0.4])
+    assert unchanged(params.shift_gate(1.3)) == gate.shifts_intercepts
+    assert unchanged(params.shift_gate(0.0, t1)) == gate.shifts_slopes
+    assert unchanged(params.shift_gate(-0.8, t1)) == gate.shifts_slopes
+    assert not unchanged(params.replace(beta0=params.beta0 * np.array([2.0, 1.0, 1.0]) + 0.1))
+
+
+@pytest.mark.parametrize("name,i", CASES)
+def test_normal_form_and_free_vector_agree_with_the_declared_symmetry(name, i):
+    gate, entry = _get(name, i)
+    k, d = 3, 2
+    params = gate.prepare(entry.params(np.random.default_rng(3), k, d))
+    normal = _prepared(gate, params)
+    assert _prepared(gate, normal).allclose(normal, rtol=0, atol=1e-14)  # idempotent
+    fixed_b0 = normal.beta0[-1] == 0.0
+    fixed_b1 = np.all(normal.beta1[-1] == 0.0)
+    assert fixed_b0 == gate.shifts_intercepts and fixed_b1 == gate.shifts_slopes
+    theta = gate.free_vector(params)
+    assert theta.size == gate.n_params(k, d) == len(gate.free_layout(k, d))
+    free = {"none": k * (d + 1), "intercept": k * (d + 1) - 1,
+            "intercept_slope": (k - 1) * (d + 1)}[gate.symmetry]
+    assert gate.n_params(k, d) == free + int(gate.learns_tau)
+    assert gate.from_free_vector(theta, normal).allclose(normal, rtol=1e-12, atol=1e-14)
+    assert gate.n_params(1, d) == 0       # one expert has weight 1
+
+
+@pytest.mark.parametrize("name,i", CASES)
+def test_score_matches_finite_differences_of_the_weighted_objective(name, i):
+    gate, entry = _get(name, i)
+    rng = np.random.default_rng(5)
+    k, d, n = 3, 2, 300
+    X = rng.uniform(-1.5, 1.5, (n, d))
+    design = Design(X, rng.normal(size=n))
+    params = _prepared(gate, entry.params(rng, k, d))
+    theta = gate.free_vector(params)
+    mask = gate.selection_mask(design, params)
+    resp = rng.dirichlet(np.ones(k), size=n).T.copy()
+    if mask is not None:
+        resp = np.where(mask, resp, 0.0)
+        resp /= resp.sum(axis=0)
+    try:
+        state = gate.free_state(theta, design, k, mask)
+    except NotImplementedError:
+        pytest.skip(f"the {name} gate supplies no score (fitted with polish=False)")
+
+    def objective(t):
+        log_w = gate.free_state(t, design, k, mask).log_w
+        return float(np.sum(np.where(resp > 0, resp * log_w, 0.0)))
+
+    grad = gate.free_score(state, design, resp, mask)
+    h = 1e-6
+    fd = np.array([(objective(theta + h * e) - objective(theta - h * e)) / (2 * h)
+                   for e in np.eye(theta.size)])
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6 * max(np.abs(fd).max(), 1.0))
+    # the state's weights are the gate's weights
+    np.testing.assert_allclose(state.log_w, gate.log_weights_T(design, params), atol=1e-10)
+
+
+@pytest.mark.parametrize("name,i", CASES)
+def test_split_keeps_the_density_exactly_when_the_gate_says_so(name, i):
+    gate, entry = _get(name, i)
+    rng = np.random.default_rng(2)
+    params = _prepared(gate, entry.params(rng, 3, 2))
+    model = GaussianMoE(gate, params, x_law=Uniform(-1, 1, 2))
+    X, y = model.sample(400, rng=rng)
+    base = model.log_likelihood(X, y)
+    for j in range(3):
+        bigger = gate.split(params, j)
+        assert bigger.k == 4
+        ll = GaussianMoE(gate, bigger, x_law=Uniform(-1, 1, 2)).log_likelihood(X, y)
+        if gate.exact_split:
+            assert ll == pytest.approx(base, rel=1e-12, abs=1e-9)
+        else:   # a gate that says its split is inexact really changes the density
+            assert abs(ll - base) > 1e-6
+        # jitter moves only the copies' expert intercepts, symmetrically
+        jittered = gate.split(params, j, rng=0, jitter=0.5)
+        np.testing.assert_allclose(jittered.b[[j, -1]].sum(), 2 * params.b[j])
+        assert jittered.b[j] != jittered.b[-1]
+    with pytest.raises(ValueError, match="'j'"):
+        gate.split(params, 3)
+
+
+@pytest.mark.parametrize("name,i", CASES)
+def test_sampled_expert_frequencies_match_the_weights(name, i):
+    gate, entry = _get(name, i)
+    params = _prepared(gate, entry.params(np.random.default_rng(4), 3, 1))
+    # experts 20 sd apart: each y reveals the expert that generated it
+    params = params.replace(a=np.zeros((3, 1)), b=[-20.0, 0.0, 20.0], var=[1.0, 1.0, 1.0])
+    model = GaussianMoE(gate, params, x_law=Uniform(-1.5, 1.5, 1))
+    X, y = model.sample(40000, rng=9)
+    label = np.digitize(y, [-10.0, 10.0])
+    weights = gate.weights(X, model.params)
+    bins = np.digitize(X[:, 0], np.linspace(-1.5, 1.5, 7)[1:-1])
+    for b in np.unique(bins):
+        rows = bins == b
+        expected = weights[rows].mean(axis=0)
+        observed = np.bincount(label[rows], minlength=3) / rows.sum()
+        se = np.sqrt(expected * (1 - expected) / rows.sum())
+        assert np.all(np.abs(observed - expected) < 5 * se + 1e-12), (b, observed, expected)
+
+
+@pytest.mark.parametrize("name,i", CASES)
+def test_em_never_lowers_the_log_likelihood(name, i):
+    gate, entry = _get(name, i)
+    truth = _prepared(gate, _recovery_truth(2))
+    X, y = GaussianMoE(gate, truth, x_law=Uniform(-1, 1, 2)).sample(1500, rng=1)
+    fit = fit_em(X, y, 3, gate=gate, init="random", rng=2, tol=1e-10, max_iter=150,
+                 polish=False, warn=False)
+    trace = np.asarray(fit.loglik_trace)
+    assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:])), np.diff(trace).min()
+
+
+@pytest.mark.parametrize("name,i", CASES)
+def test_known_parameters_are_recovered_at_large_n(name, i):
+    gate, entry = _get(name, i)
+    truth = _prepared(gate, _recovery_truth(2))
+    X, y = GaussianMoE(gate, truth, x_law=Uniform(-1, 1, 2)).sample(20000, rng=6)
+    fit = fit_em(X, y, 2, gate=gate, init="near_truth", truth=truth, rng=0, warn=False)
+    got = fit.params
+    np.testing.assert_allclose(got.a, truth.a, atol=0.05)
+    np.testing.assert_allclose(got.b, truth.b, atol=0.05)
+    np.testing.assert_allclose(got.var, truth.var, rtol=0.1)
+    grid = np.stack(np.meshgrid(np.linspace(-1, 1, 9), np.linspace(-1, 1, 9)), -1).reshape(-1, 2)
+    np.testing.assert_allclose(gate.weights(grid, got), gate.weights(grid, truth), atol=0.05)
+    if entry.identified == "weights":
+        return
+    if entry.identified == "ratios" and gate.learns_tau:
+        # (beta, tau) is identified only up to scale: compare beta / tau
+        np.testing.assert_allclose(got.beta1 / got.tau, truth.beta1 / truth.tau, atol=0.5)
+        np.testing.assert_allclose(got.beta0 / got.tau, truth.beta0 / truth.tau, atol=0.3)
+    else:
+        np.testing.assert_allclose(got.beta1, truth.beta1, atol=0.4)
+        np.testing.assert_allclose(got.beta0, truth.beta0, atol=0.3)
