@@ -24,6 +24,7 @@ from .model import GaussianMoE
 from .params import MoEParams
 from .plots import plot_failures, plot_rates, plot_sweep, rate_table
 from .rates import RateFit, fit_rate
+from .selection import select_experts
 from .sweep import SweepResult, load_results, run_sweep
 from .xlaws import Grid, Normal, Uniform, make_xlaw
 
@@ -69,6 +70,7 @@ __all__ = [
     "plot_sweep",
     "rate_table",
     "run_sweep",
+    "select_experts",
     "total_variation",
     "voronoi_cells",
     "voronoi_loss",

@@ -1,4 +1,4 @@
-"""The ``gmoe`` command line: list, run, rates, plot, reproduce, fit."""
+"""The ``gmoe`` command line: list, run, rates, plot, reproduce, fit, select."""
 
 from __future__ import annotations
 
@@ -313,6 +313,25 @@ def _cmd_fit(args) -> int:
     return 0
 
 
+def _cmd_select(args) -> int:
+    from .selection.cli import select_command
+
+    path = Path(args.data)
+    if not path.is_file():
+        raise CLIError(f"gmoe select: no such file: {path}")
+    if args.k_max < 1:
+        raise CLIError(f"gmoe select: --k-max must be an integer >= 1, got {args.k_max}")
+    try:
+        X, y, xcols, ycol = _read_table(path, header=not args.no_header,
+                                        index_col=args.index_col, y_col=args.y)
+    except CLIError as exc:  # the reader speaks as gmoe fit
+        raise CLIError(str(exc).replace("gmoe fit:", "gmoe select:", 1)) from None
+    out = Path(args.out) if args.out else Path(f"{path.stem}_dendrogram.png")
+    print(select_command(X, y, xcols, ycol, k_max=args.k_max, method=args.method, out=out,
+                         n_init=args.n_init, seed=args.seed))
+    return 0
+
+
 def _cmd_repair(args) -> int:
     from .records import repair_results
 
@@ -437,6 +456,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no progress bar (it shows on a terminal only: EM runs and polishes "
                         "done, of how many)")
     p.set_defaults(func=_cmd_fit)
+
+    from .selection.select import METHODS
+
+    p = sub.add_parser("select", help="choose the number of experts of a CSV file's data "
+                                      "(dendrogram criterion, AIC, BIC or ICL)")
+    p.add_argument("data", help="CSV file, one row per sample; the last column is y unless "
+                                "--y says otherwise")
+    p.add_argument("--k-max", type=int, default=6,
+                   help="the largest number of experts considered (default: 6)")
+    p.add_argument("--method", default="dendrogram", choices=METHODS,
+                   help="dendrogram (one fit with k-max experts, default), or aic, bic, icl "
+                        "(a fit for every k)")
+    p.add_argument("--out", default=None, metavar="PNG",
+                   help="the dendrogram picture (default: DATA_dendrogram.png here)")
+    p.add_argument("--y", default=None, metavar="NAME", help="the response column, as for fit")
+    p.add_argument("--no-header", action="store_true", help="the file has no header row")
+    p.add_argument("--index-col", default=None, metavar="COL",
+                   help="a column of row labels to leave out, as for fit")
+    p.add_argument("--n-init", type=int, default=3,
+                   help="k-means restarts of each fit (default: 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the starts (default: 0)")
+    p.set_defaults(func=_cmd_select)
     return parser
 
 

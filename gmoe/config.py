@@ -31,17 +31,21 @@ __all__ = ["SimConfig", "load_config", "list_configs", "ConfigError", "METRICS"]
 #: ``loss.translation``; "loss_mass" and "loss_infimum" are the same loss under the
 #: "mass" and "infimum" conventions whatever is configured (docs/theory.md,
 #: "Translation conventions").
+#: "selection" fits every k = 1..fit.n_experts and records the number of experts each
+#: criterion chooses (DSC, AIC, BIC, ICL) and the loss of the dendrogram's level with
+#: the true number of atoms (docs/theory.md, "Choosing the number of experts").
 METRICS = ("loss", "loss_mass", "loss_infimum", "parameter_errors", "logit_errors",
-           "hellinger", "loglik", "n_iter", "converged", "seconds")
+           "hellinger", "loglik", "n_iter", "converged", "seconds", "selection")
 
 _TOP_KEYS = {"name", "description", "seed", "reps", "truth", "x", "fit", "n_grid", "metrics",
-             "theory", "loss", "hellinger", "quick", "grid", "verdict"}
+             "theory", "loss", "hellinger", "quick", "grid", "verdict", "data"}
 _FIT_KEYS = {"n_experts", "gate", "init", "init_scale", "n_init", "tol", "max_iter", "stop",
              "accelerate", "polish", "gtol", "var_floor"}
 _NGRID_KEYS = {"values", "min", "max", "num", "spacing"}
 _TRUTH_KEYS = {"gate", "beta0", "beta1", "a", "b", "var", "sd", "tau"}
 _LOSS_KEYS = {"kind", "metric", "translation"}
 _HELLINGER_KEYS = {"n_x"}
+_DATA_KEYS = {"outliers", "outlier_scale"}
 
 
 class ConfigError(ValueError):
@@ -249,6 +253,16 @@ class SimConfig:
             raise ConfigError(f"{_where(name)}key 'loss.translation' must be one of "
                               + ", ".join(repr(t) for t in TRANSLATIONS)
                               + f", got {loss['translation']!r}")
+        # contaminated data (not defaulted into the table: configs without it keep
+        # their hash); see gmoe.sweep.contaminate
+        if "data" in data:
+            table = _require_table(data["data"], "data", name)
+            _check_keys(table, _DATA_KEYS, "data.", name)
+            share = _float(table.get("outliers", 0.0), "data.outliers", name, True, True)
+            if share >= 1:
+                raise ConfigError(f"{_where(name)}key 'data.outliers' must be a share in "
+                                  f"[0, 1), got {share!r}")
+            _float(table.get("outlier_scale", 10.0), "data.outlier_scale", name, True)
         hell = _require_table(data.setdefault("hellinger", {}), "hellinger", name)
         _check_keys(hell, _HELLINGER_KEYS, "hellinger.", name)
         _int(hell.setdefault("n_x", 1000), "hellinger.n_x", name, minimum=2)
@@ -359,9 +373,9 @@ def expand(data: dict, quick: bool = False) -> list[SimConfig]:
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{_where(name)}key 'grid.{key}' must be a non-empty list")
-        if key.split(".")[0] not in ("truth", "fit", "x", "loss"):
+        if key.split(".")[0] not in ("truth", "fit", "x", "loss", "data"):
             raise ConfigError(f"{_where(name)}key 'grid.{key}' must start with truth., fit., "
-                              "x. or loss.")
+                              "x., loss. or data.")
     if not grid:
         return [SimConfig.from_dict(data)]
     out = []

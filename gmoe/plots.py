@@ -414,6 +414,7 @@ def plot_sweep(out_dir, metrics=None, center: str = "median", formats=("png", "p
     # the failures figure goes with the default set of figures only
     failures = metrics is None and (_failed_share(df) > 0 or _capped_share(df) > 0
                                     or _uncertified_share(df) > 0)
+    default = metrics is None
     metrics = default_metrics(df, theory) if metrics is None else metrics
     dest = Path(out_dir) if dest is None else Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -429,6 +430,9 @@ def plot_sweep(out_dir, metrics=None, center: str = "median", formats=("png", "p
     if failures:
         fig = plot_failures(df, title=f"{name}: {_FAILURES_TITLE}")
         written += _save(fig, dest / f"{name}_failures", formats)
+    if default and "k_dsc" in df.columns:  # the "selection" metric: accuracy against n
+        from .selection.plots import selection_figures
+        written += selection_figures(df, meta, dest, name, formats)
     return written
 
 

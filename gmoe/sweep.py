@@ -27,7 +27,7 @@ from .records import (
 
 # the results folder's files are gmoe.records'; their names are re-exported here
 __all__ = ["run_sweep", "load_results", "SweepResult", "RESULTS_FILE", "SWEEP_FILE",
-           "ResultsMismatchError"]
+           "ResultsMismatchError", "contaminate"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,44 @@ def task_seed(seed: int, n_index: int, rep: int) -> np.random.SeedSequence:
     sub-sweep, so sub-sweeps of one grid see the same data (common random numbers).
     """
     return np.random.SeedSequence(seed, spawn_key=(n_index, rep))
+
+
+def contaminate(y: np.ndarray, share: float, scale: float, rng) -> np.ndarray:
+    """``y`` with a share of its entries replaced by outliers (the ``[data]`` table).
+
+    Each entry is replaced, independently with probability ``share``, by a draw from
+    ``N(mean(y), (scale * sd(y))**2)``, the mean and standard deviation being those of
+    the clean sample: a wide law that no expert of the model produces. ``share = 0``
+    returns ``y`` itself and draws nothing.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n,)
+    share : float in [0, 1)
+    scale : float > 0
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    ndarray of shape (n,)
+    """
+    if share == 0:
+        return y
+    hit = rng.random(y.shape[0]) < share
+    wide = y.mean() + scale * y.std() * rng.standard_normal(y.shape[0])
+    return np.where(hit, wide, y)
+
+
+def fit_kwargs(cfg: SimConfig) -> dict:
+    """The keyword arguments of :func:`gmoe.fit_em` a config's ``[fit]`` table sets
+    (all but ``n_experts`` and ``rng``)."""
+    fit_cfg = cfg.fit
+    return dict(gate=cfg.fit_gate, init=fit_cfg["init"], n_init=fit_cfg["n_init"],
+                tol=fit_cfg["tol"], max_iter=fit_cfg["max_iter"], truth=cfg.truth_params,
+                stop=fit_cfg["stop"], init_scale=fit_cfg["init_scale"],
+                accelerate=fit_cfg.get("accelerate", False),
+                polish=fit_cfg.get("polish", False), gtol=fit_cfg.get("gtol", 1e-8),
+                var_floor=fit_cfg.get("var_floor"), warn=False)
 
 
 def evaluation_x(cfg: SimConfig) -> np.ndarray:
@@ -139,6 +177,13 @@ def compute_metrics(cfg: SimConfig, fit, truth_model: GaussianMoE, X, y,
     if "loglik" in metrics:
         out["loglik"] = fit.loglik
         out["loglik_true"] = truth_model.log_likelihood(X, y)
+    # never a silent NaN: a non-finite loss or distance is an error with its reason
+    for key in ("loss", "loss_mass", "loss_infimum", "hellinger"):
+        if key in out and not np.isfinite(out[key]):
+            big = float(np.max(np.abs(np.concatenate([fitted.params.beta0,
+                                                      fitted.params.beta1.ravel()]))))
+            errors[key] = (f"non-finite value {out.pop(key)!r}: the fitted gating "
+                           f"parameters reach {big:.3g} (weights overflow)")
     if "n_iter" in metrics:
         out["n_iter"] = fit.n_iter
     if "converged" in metrics:
@@ -160,16 +205,15 @@ def run_task(cfg: SimConfig, task: Task, x_eval: np.ndarray) -> dict:
             warnings.simplefilter("ignore")
             data_seed, fit_seed = task_seed(cfg.seed, task.n_index, task.rep).spawn(2)
             truth = GaussianMoE(cfg.truth_gate, cfg.truth_params, cfg.x_law)
-            X, y = truth.sample(task.n, rng=np.random.default_rng(data_seed))
-            fit_cfg = cfg.fit
-            fit = fit_em(X, y, fit_cfg["n_experts"], gate=cfg.fit_gate, init=fit_cfg["init"],
-                         n_init=fit_cfg["n_init"], tol=fit_cfg["tol"],
-                         max_iter=fit_cfg["max_iter"], rng=np.random.default_rng(fit_seed),
-                         truth=cfg.truth_params, stop=fit_cfg["stop"],
-                         init_scale=fit_cfg["init_scale"],
-                         accelerate=fit_cfg.get("accelerate", False),
-                         polish=fit_cfg.get("polish", False), gtol=fit_cfg.get("gtol", 1e-8),
-                         var_floor=fit_cfg.get("var_floor"), warn=False)
+            data_rng = np.random.default_rng(data_seed)
+            X, y = truth.sample(task.n, rng=data_rng)
+            data_cfg = cfg.raw.get("data", {})
+            # the clean sample is drawn first: sub-sweeps with and without outliers
+            # share it (common random numbers)
+            y = contaminate(y, float(data_cfg.get("outliers", 0.0)),
+                            float(data_cfg.get("outlier_scale", 10.0)), data_rng)
+            fit = fit_em(X, y, cfg.fit["n_experts"], rng=np.random.default_rng(fit_seed),
+                         **fit_kwargs(cfg))
             record["fit_seconds"] = fit.seconds
             record["certified"] = fit.certified
             record["degenerate"] = fit.degenerate
@@ -179,6 +223,10 @@ def run_task(cfg: SimConfig, task: Task, x_eval: np.ndarray) -> dict:
                               polish_iter=fit.polish_iter, em_loglik=fit.em_loglik,
                               polish_message=fit.polish_message)
             record.update(compute_metrics(cfg, fit, truth, X, y, x_eval))
+            if "selection" in cfg.raw["metrics"]:
+                # the number of experts chosen by each criterion (fits every smaller k)
+                from .selection.sweep import selection_record
+                record.update(selection_record(cfg, fit, truth, X, y, fit_seed))
             record["params"] = fit.params.to_dict()
             record["status"] = "ok" if fit.success else "failed"
             record["reason"] = fit.reason
