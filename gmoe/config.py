@@ -38,11 +38,11 @@ METRICS = ("loss", "loss_mass", "loss_infimum", "parameter_errors", "logit_error
            "hellinger", "loglik", "n_iter", "converged", "seconds", "selection")
 
 _TOP_KEYS = {"name", "description", "seed", "reps", "truth", "x", "fit", "n_grid", "metrics",
-             "theory", "loss", "hellinger", "quick", "grid", "verdict", "data"}
+             "theory", "loss", "hellinger", "quick", "grid", "verdict", "data", "compare"}
 _FIT_KEYS = {"n_experts", "gate", "init", "init_scale", "n_init", "tol", "max_iter", "stop",
              "accelerate", "polish", "gtol", "var_floor"}
 _NGRID_KEYS = {"values", "min", "max", "num", "spacing"}
-_TRUTH_KEYS = {"gate", "beta0", "beta1", "a", "b", "var", "sd", "tau"}
+_TRUTH_KEYS = {"gate", "beta0", "beta1", "a", "b", "var", "sd", "tau", "gate_cov"}
 _LOSS_KEYS = {"kind", "metric", "translation"}
 _HELLINGER_KEYS = {"n_x"}
 _DATA_KEYS = {"outliers", "outlier_scale"}
@@ -191,12 +191,22 @@ class SimConfig:
             gate.check_params(gate.prepare(params))
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{_where(name)}key 'truth': {exc}") from None
-        x = _require_table(data.get("x", {"name": "uniform", "d": params.d}), "x", name)
+        # a gate that models X (the Gaussian gate) draws X from its own mixture: the
+        # X law "gate", the default for it and only for it
+        models_x = getattr(gate, "models_x", False)
+        x = _require_table(data.get("x", {"name": "gate"} if models_x else
+                                    {"name": "uniform", "d": params.d}), "x", name)
         x.setdefault("name", "uniform")
+        if (x["name"] == "gate") != models_x:
+            raise ConfigError(f"{_where(name)}key 'x': " + (
+                f"the {gate.name} gate models X (X is drawn from the gate's mixture): give "
+                "no [x] table, or x = {name = 'gate'}" if models_x else
+                f"the X law 'gate' is only for gates that model X, not the {gate.name} gate"))
         if x["name"] in ("uniform", "normal"):
             x.setdefault("d", params.d)
         try:
-            law = make_xlaw(x)
+            law = (gate.x_law(gate.normal_form(gate.prepare(params))) if models_x
+                   else make_xlaw(x))
         except ValueError as exc:
             raise ConfigError(f"{_where(name)}key 'x': {exc}") from None
         if law.d != params.d:
@@ -313,6 +323,8 @@ class SimConfig:
 
     @property
     def x_law(self):
+        if self.raw["x"].get("name") == "gate":  # a gate that models X: its mixture
+            return self.truth_gate.x_law(self.truth_params)
         return make_xlaw(self.raw["x"])
 
     @property
@@ -376,16 +388,78 @@ def expand(data: dict, quick: bool = False) -> list[SimConfig]:
         if key.split(".")[0] not in ("truth", "fit", "x", "loss", "data"):
             raise ConfigError(f"{_where(name)}key 'grid.{key}' must start with truth., fit., "
                               "x., loss. or data.")
-    if not grid:
+    if not grid and "compare" not in data:
         return [SimConfig.from_dict(data)]
     out = []
     keys = list(grid)
-    for combo in itertools.product(*(grid[k] for k in keys)):
+    variants = _compare_variants(data.pop("compare", None), data, name)
+    for variant, combo in itertools.product(variants, itertools.product(*grid.values())):
         sub = copy.deepcopy(data)
+        changes, label = variant
+        for key, value in changes.items():
+            sub[key] = value
         for key, value in zip(keys, combo, strict=True):
             _set_dotted(sub, key, value, name)
-        label = ", ".join(_label_part(k, v) for k, v in zip(keys, combo, strict=True))
+        label = ", ".join([label] * bool(label)
+                          + [_label_part(k, v) for k, v in zip(keys, combo, strict=True)])
         out.append(SimConfig.from_dict(sub, label=label))
+    return out
+
+
+_COMPARE_KEYS = {"gates", "truths", "own"}
+
+
+def _compare_variants(table, data: dict, name: str) -> list[tuple[dict, str]]:
+    """The sub-sweeps of a ``[compare]`` table: several gate families on the same data.
+
+    ``gates`` lists the gate families (names or tables). ``truths`` holds
+    ``"shared"`` (every gate fitted to data from the config's ``[truth]``: common
+    ground truth, misspecified for the other families) and/or ``"own"`` (each gate
+    fitted to data from its own truth, ``[compare.own.<gate name>]``: a truth table
+    without its gate; the shared truth's gate may omit it, its own truth is then the
+    shared one and is not run twice). Task seeds do not depend on the sub-sweep, so every sub-sweep
+    sees the same covariates and noise draws (common random numbers). Without a
+    ``[compare]`` table there is one variant, the config itself.
+    """
+    if table is None:
+        return [({}, "")]
+    table = _require_table(table, "compare", name)
+    _check_keys(table, _COMPARE_KEYS, "compare.", name)
+    gates = table.get("gates")
+    if not isinstance(gates, list) or not gates:
+        raise ConfigError(f"{_where(name)}key 'compare.gates' must be a non-empty list of "
+                          "gate names or tables")
+    gates = [_gate_spec(g, "compare.gates", name) for g in gates]
+    truths = table.get("truths", ["shared"])
+    if (not isinstance(truths, list) or not truths
+            or any(t not in ("shared", "own") for t in truths)):
+        raise ConfigError(f"{_where(name)}key 'compare.truths' must be a list drawn from "
+                          f"'shared', 'own'; got {truths!r}")
+    own = _require_table(table.get("own", {}), "compare.own", name)
+    truth_gate = _gate_spec(_require_table(data.get("truth", {}), "truth", name)
+                            .get("gate", "softmax"), "truth.gate", name)["name"]
+    fit = _require_table(data.get("fit", {}), "fit", name)
+    out = []
+    for which in truths:
+        for gate in gates:
+            fitted = {**fit, "gate": gate}
+            if which == "shared":
+                out.append(({"fit": fitted}, f"{gate['name']} fit, {truth_gate} truth"))
+                continue
+            if gate["name"] not in own and gate["name"] == truth_gate:
+                if "shared" not in truths:      # its own truth is the shared one
+                    out.append(({"fit": fitted}, f"{gate['name']} fit, own truth"))
+                continue
+            if gate["name"] not in own:
+                raise ConfigError(f"{_where(name)}key 'compare.own.{gate['name']}' is missing "
+                                  "(the truth of that gate, for compare.truths = 'own')")
+            truth = dict(_require_table(own[gate["name"]], f"compare.own.{gate['name']}",
+                                        name))
+            if "gate" in truth:
+                raise ConfigError(f"{_where(name)}key 'compare.own.{gate['name']}.gate': "
+                                  "the gate is the compared one; give only its parameters")
+            out.append(({"truth": {**truth, "gate": gate}, "fit": fitted},
+                        f"{gate['name']} fit, own truth"))
     return out
 
 
