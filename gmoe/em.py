@@ -298,7 +298,9 @@ def _unpack(vec: np.ndarray, like: MoEParams) -> MoEParams:
     sizes = np.cumsum([k, k * d, k * d, k, k])
     beta0, beta1, a, b, logvar, rest = np.split(vec, sizes)
     tau = float(np.exp(rest[0])) if like.tau is not None else None
-    return MoEParams(beta0, beta1.reshape(k, d), a.reshape(k, d), b, np.exp(logvar), tau)
+    # gate covariances (the Gaussian gate) are not extrapolated: kept from ``like``
+    return MoEParams(beta0, beta1.reshape(k, d), a.reshape(k, d), b, np.exp(logvar), tau,
+                     like.gate_cov)
 
 
 class _EMSteps:
@@ -312,7 +314,16 @@ class _EMSteps:
     def evaluate(self, params: MoEParams):
         """Log weights and expert log densities at ``params``, each (k, n)."""
         return (self.gate.log_weights_T(self.design, params),
-                expert_log_density_T(self.design, params.a, params.b, params.var))
+                self._with_x(expert_log_density_T(self.design, params.a, params.b,
+                                                  params.var), params))
+
+    def _with_x(self, log_phi, params: MoEParams):
+        """For a gate that models X (the Gaussian gate), ``log p(x_n)`` added to every
+        expert's log density: the e-step's log-likelihood is then the joint one and
+        the responsibilities are unchanged (docs/theory.md, "The Gaussian gate")."""
+        if getattr(self.gate, "models_x", False):
+            log_phi += self.gate.log_marginal_x(self.design, params)
+        return log_phi
 
     def e_step(self, log_w, log_phi, out=None):
         """(log-likelihood, responsibilities), both weighted by the sample weights."""
@@ -331,7 +342,7 @@ class _EMSteps:
         self.floor_hits += int(floored.any())
         params = params.replace(a=a, b=b, var=var)
         params, log_w, _ = self.gate.m_step(self.design, resp, params, log_w, log_phi)
-        return params, log_w, log_phi
+        return params, log_w, self._with_x(log_phi, params)
 
 
 _SQUAREM_STEP_FACTOR = 4.0
@@ -896,8 +907,14 @@ def _polish_run(run: dict, ctx: _Context, gtol: float) -> None:
     # the polish measures the score per sample (per row); with sample weights the
     # certificate is per unit of weight
     per_row = design.total_weight / design.n
-    res = _polish(design, ctx.gate, run["params"], ctx.var_floor, gtol=gtol * per_row,
-                  sample_weight=design.weight)
+    try:
+        res = _polish(design, ctx.gate, run["params"], ctx.var_floor, gtol=gtol * per_row,
+                      sample_weight=design.weight)
+    except NotImplementedError as exc:  # a gate without free_state/free_score
+        run.update(certified=False, degenerate=False, separated=False, grad_norm=np.nan,
+                   polish_gain=0.0, polish_iter=0, information=None, param_names=[],
+                   polish_message=f"not certifiable: the gate supplies no score ({exc})")
+        return
     message = res.message
     if res.degenerate:
         # the floor in the user's units (the polish works in the fit's internal ones)

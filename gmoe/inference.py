@@ -126,6 +126,8 @@ def standard_errors(params: MoEParams, layout, cov: np.ndarray) -> ParamArrays:
     out = _empty(params)
     se = _free_errors(cov, len(layout))
     for value, (field, index) in zip(se, layout, strict=True):
+        if field not in out:
+            continue  # e.g. gate covariances: in cov_params(), not in these shapes
         if field == "var":
             value = value * params.var[index]
         elif field == "tau":
@@ -147,6 +149,8 @@ def wald_intervals(params: MoEParams, layout, cov: np.ndarray,
     lower, upper = _empty(params), _empty(params)
     se = _free_errors(cov, len(layout))
     for value, (field, index) in zip(se, layout, strict=True):
+        if field not in lower:
+            continue  # e.g. gate covariances: in cov_params(), not in these shapes
         if field in ("var", "tau"):
             centre = np.log(params.tau if field == "tau" else params.var[index])
             lo, hi = np.exp(centre - z * value), np.exp(centre + z * value)

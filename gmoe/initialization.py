@@ -76,7 +76,19 @@ def near_truth_params(truth: MoEParams, k: int, n: int, rng, scale: float = 1.0,
         var = np.maximum(std, 1e-3 * truth.sd.min()) ** 2
     tau = (None if truth.tau is None
            else float(truth.tau * np.exp(gate_sd * rng.standard_normal())))
-    return MoEParams(beta0, beta1, a, b, var, tau)
+    cov = None
+    if truth.gate_cov is not None:
+        # Gaussian gate: the published code adds diag |N(0, 0.0005 n^-0.25)| to each
+        # covariance; otherwise each is scaled by exp(N(0, gate_sd^2)) (stays positive
+        # definite)
+        cov = truth.gate_cov[assign].copy()
+        d = cov.shape[1]
+        if published:
+            noise = np.abs(0.0005 * float(n) ** -0.25 * rng.standard_normal((k, d)))
+            cov += noise[:, :, None] * np.eye(d)
+        else:
+            cov *= np.exp(gate_sd * rng.standard_normal(k))[:, None, None]
+    return MoEParams(beta0, beta1, a, b, var, tau, cov)
 
 
 def kmeans_responsibilities(X: np.ndarray, y: np.ndarray, k: int, rng,

@@ -129,6 +129,11 @@ class FreeLikelihood:
             log_phi = sq * (-0.5 * inv_var)[:, None]
             log_phi -= (0.5 * (_LOG_2PI + logvar))[:, None]
             resp, ll_n = joint_log_T(state.log_w, log_phi)
+            # a gate that models X (the Gaussian gate) adds log p(x_n): the joint
+            # likelihood, whose gate score its free_score gives
+            log_px = getattr(state, "log_px", None)
+            if log_px is not None:
+                ll_n = ll_n + log_px
             ll = float(ll_n.sum() if self.weight is None else ll_n @ self.weight)
         if not np.isfinite(ll):
             return -np.inf, None

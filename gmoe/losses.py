@@ -70,6 +70,17 @@ def _unpack(obj, name: str) -> tuple[MoEParams, object | None]:
                      f"(GaussianMoE, FitResult, fitted MoERegressor), got {type(obj).__name__}")
 
 
+def _cov_norms(pf: MoEParams, pt: MoEParams) -> tuple[np.ndarray, np.ndarray]:
+    """Frobenius and l1 norms of ``Sigma_i - Sigma*_j``, (k, k*), for parameters that
+    carry gate covariances (the Gaussian gate, docs/theory.md, "The Gaussian gate");
+    zeros otherwise."""
+    if pf.gate_cov is None or pt.gate_cov is None:
+        zeros = np.zeros((pf.k, pt.k))
+        return zeros, zeros
+    diff = pf.gate_cov[:, None] - pt.gate_cov[None, :]
+    return np.sqrt(np.sum(diff**2, axis=(2, 3))), np.sum(np.abs(diff), axis=(2, 3))
+
+
 def _measure(params: MoEParams, gate, name: str) -> _Measure:
     eff0 = np.array(_effective(params, gate), dtype=float)
     if eff0.shape != (params.k,):
@@ -169,6 +180,9 @@ class _Problem:
             self.rest = self.na**2 + self.nb**2 + self.nv**2
         else:
             self.rest = np.sum(np.abs(da), axis=2) + self.nb + self.nv
+        # the Gaussian gate's atoms also carry the gate covariance Sigma_i
+        self.ns, ns_l1 = _cov_norms(pf, pt)
+        self.rest = self.rest + (self.ns**2 if metric == "euclidean" else ns_l1)
         both_tau = pf.tau is not None and pt.tau is not None
         self.tau_term = abs(pf.tau - pt.tau) if both_tau else 0.0
         # fitted weights at t0 = 0 as exp(m) * E_i (no overflow for large intercepts)
@@ -193,14 +207,15 @@ class _Problem:
         rows = np.arange(self.k)
         nb1, na = nb1[rows, cell], self.na[rows, cell]
         nb, nv = self.nb[rows, cell], self.nv[rows, cell]
+        ns = self.ns[rows, cell]
         if self.kind == "exact":
-            return cell, sizes, nb1 + na + nb + nv
+            return cell, sizes, nb1 + na + nb + nv + ns
         size = sizes[cell]
         if np.any(size > 3):
             return cell, sizes, None
         r = np.where(size == 1, 1.0, np.where(size == 2, 4.0, 6.0))
         half = np.where(size == 1, 1.0, r / 2)
-        return cell, sizes, nb1**r + na**half + nb**r + nv**half
+        return cell, sizes, nb1**r + na**half + nb**r + nv**half + ns**half
 
     def _t1(self, s: np.ndarray):
         return s[1:] if self.shifts_slopes else None

@@ -41,6 +41,9 @@ class GaussianMoE:
         Parameters; stored in the gate's normal form.
     x_law : XLaw or dict or str, optional
         Law of X used by :meth:`sample` when no X is given; default ``Uniform(0, 1, d)``.
+        A gate that models X (``gate.models_x``, the Gaussian gate) has its own law of
+        X, ``gate.x_law(params)``: ``x_law`` must then be None, ``"gate"`` or that law,
+        and the log-likelihood is the joint one, ``log p(x, y)``.
 
     Examples
     --------
@@ -60,6 +63,14 @@ class GaussianMoE:
         params = self.gate.prepare(params)
         self.gate.check_params(params)
         self.params = self.gate.normal_form(params)
+        if getattr(self.gate, "models_x", False):
+            # the gate is a model of X (docs/theory.md, "The Gaussian gate")
+            own = self.gate.x_law(self.params)
+            given = x_law if x_law in (None, "gate", {"name": "gate"}) else make_xlaw(x_law)
+            if not (given in (None, "gate", {"name": "gate"}) or given == own):
+                raise ValueError(f"the {self.gate.name} gate models X, whose law is the gate's "
+                                 f"mixture: pass x_law=None (or 'gate'), not {given!r}")
+            x_law = own
         self.x_law = Uniform(0.0, 1.0, params.d) if x_law is None else make_xlaw(x_law)
         if self.x_law.d != params.d:
             raise ValueError(f"x_law has d = {self.x_law.d} but params have d = {params.d}")
@@ -134,12 +145,18 @@ class GaussianMoE:
 
     # -------------------------------------------------------------- likelihood
     def score_samples(self, X, y) -> np.ndarray:
-        """Per-sample log-likelihood ``log p(y_n | x_n)``, array of shape (n,)."""
-        log_w, log_phi = self._log_parts_T(self._design(X, y))
-        return joint_log_T(log_w, log_phi)[1]
+        """Per-sample log-likelihood ``log p(y_n | x_n)``, array of shape (n,); the joint
+        ``log p(x_n, y_n)`` for a gate that models X (``gate.models_x``)."""
+        design = self._design(X, y)
+        log_w, log_phi = self._log_parts_T(design)
+        ll = joint_log_T(log_w, log_phi)[1]
+        if getattr(self.gate, "models_x", False):
+            ll += self.gate.log_marginal_x(design, self.params)
+        return ll
 
     def log_likelihood(self, X, y) -> float:
-        """Total conditional log-likelihood ``sum_n log p(y_n | x_n)``."""
+        """Total log-likelihood ``sum_n log p(y_n | x_n)`` (conditional), or
+        ``sum_n log p(x_n, y_n)`` for a gate that models X: what fits maximise."""
         return float(self.score_samples(X, y).sum())
 
     def posterior(self, X, y) -> np.ndarray:

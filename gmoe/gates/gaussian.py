@@ -129,19 +129,18 @@ class GaussianGate(Gate):
 
     # ------------------------------------------------------------ structure
     def prepare(self, params: MoEParams) -> MoEParams:
-        """Identity covariances for parameters that carry none."""
+        """Identity covariances for parameters that carry none; no temperature (a ``tau``
+        is dropped: this gate has none)."""
         if params.gate_cov is None:
-            return params.replace(gate_cov=np.broadcast_to(np.eye(params.d),
-                                                           (params.k, params.d, params.d)))
-        return params
+            params = params.replace(gate_cov=np.broadcast_to(
+                np.eye(params.d), (params.k, params.d, params.d)))
+        return params if params.tau is None else params.replace(tau=None)
 
     def check_params(self, params: MoEParams, d: int | None = None) -> None:
         super().check_params(params, d)
         if params.gate_cov is None:
             raise ValueError("the gaussian gate needs covariances: params.gate_cov is None "
                              "(shape (k, d, d))")
-        if params.tau is not None:
-            raise ValueError("the gaussian gate has no temperature: params.tau must be None")
 
     def normal_form(self, params: MoEParams) -> MoEParams:
         """``beta0`` shifted so that the last expert's is 0 (the means are not shifted)."""
