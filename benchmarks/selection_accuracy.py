@@ -50,6 +50,7 @@ def one_rep(rep: int, args) -> dict:
                          warn=False)
     top = fits[args.k_max]
     row = {"rep": rep, "n": args.n, "outliers": args.outliers,
+           "params": top.params.to_dict(),
            "certified": [bool(fits[k].certified) for k in sorted(fits)],
            "dsc": dendrogram(top, X, y).select(),
            "dsc_raw": dendrogram(top, X, y, standardize=False).select()}

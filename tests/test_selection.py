@@ -49,12 +49,11 @@ def data(three):
 
 
 def hand_distance(p: MoEParams, i: int, j: int) -> float:
-    """The weighted distance written out: masses normalised to sum 1."""
+    """The weighted distance written out: masses normalised to sum 1, no gate slopes."""
     m = [math.exp(v) for v in p.beta0]
     total = sum(m)
     pi, pj = m[i] / total, m[j] / total
-    fast = sum((p.beta1[i, c] - p.beta1[j, c]) ** 2 for c in range(p.d)) \
-        + (p.b[i] - p.b[j]) ** 2
+    fast = (p.b[i] - p.b[j]) ** 2
     slow = math.sqrt(sum((p.a[i, c] - p.a[j, c]) ** 2 for c in range(p.d))
                      + (p.var[i] - p.var[j]) ** 2)
     return pi * pj / (pi + pj) * (fast + slow)
@@ -66,10 +65,10 @@ def test_first_merge_matches_a_hand_computation(three, data):
     # by hand: masses e^1, e^-0.5, e^0 -> shares 0.6285, 0.1402, 0.2312
     m = np.exp([1.0, -0.5, 0.0])
     pi = m / m.sum()
-    d01 = pi[0] * pi[1] / (pi[0] + pi[1]) * ((2.0 - 1.5) ** 2 + (0.5 - 0.8) ** 2
-                                              + math.sqrt(0.2**2 + 0.11**2))
-    d02 = pi[0] * pi[2] / (pi[0] + pi[2]) * (2.0**2 + 1.5**2 + math.sqrt(4.0**2 + 0.25**2))
-    d12 = pi[1] * pi[2] / (pi[1] + pi[2]) * (1.5**2 + 1.2**2 + math.sqrt(4.2**2 + 0.14**2))
+    # (the gate slopes do not enter the distance)
+    d01 = pi[0] * pi[1] / (pi[0] + pi[1]) * ((0.5 - 0.8) ** 2 + math.sqrt(0.2**2 + 0.11**2))
+    d02 = pi[0] * pi[2] / (pi[0] + pi[2]) * (1.5**2 + math.sqrt(4.0**2 + 0.25**2))
+    d12 = pi[1] * pi[2] / (pi[1] + pi[2]) * (1.2**2 + math.sqrt(4.2**2 + 0.14**2))
     assert d01 < min(d02, d12)
     assert atom_distance(three, 0, 1) == pytest.approx(d01, rel=1e-12)
     assert atom_distance(three, 0, 2) == pytest.approx(d02, rel=1e-12)
@@ -355,3 +354,119 @@ def test_select_experts_with_one_expert_and_another_gate(two_experts):
     matplotlib.use("Agg")
     fig = res.plot()
     assert "bic" in fig.axes[0].get_ylabel()
+
+
+# ------------------------------------------------------------------------- CLI
+@pytest.fixture
+def two_experts_csv(tmp_path, two_experts):
+    X, y = two_experts
+    path = tmp_path / "data.csv"
+    rows = "\n".join(f"{x:.6f},{v:.6f}" for x, v in zip(X[:800, 0], y[:800], strict=True))
+    path.write_text("x,y\n" + rows + "\n")
+    return path
+
+
+def test_select_command_prints_the_table_and_writes_the_picture(two_experts_csv, tmp_path,
+                                                                capsys):
+    from gmoe.cli import main
+
+    png = tmp_path / "tree.png"
+    code = main(["select", str(two_experts_csv), "--k-max", "3", "--out", str(png),
+                 "--n-init", "2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "dsc" in out and "k = 2" in out and f"picture: {png}" in out
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    code = main(["select", str(two_experts_csv), "--k-max", "3", "--method", "bic",
+                 "--out", str(tmp_path / "b.png"), "--n-init", "2"])
+    out = capsys.readouterr().out
+    assert code == 0 and "bic" in out and "icl" in out and "k = 2" in out
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--k-max", "0"], "--k-max must be an integer >= 1"),
+    (["--k-max", "two"], "invalid int value"),
+    (["--method", "dic"], "invalid choice"),
+    (["--n-init", "0"], "n_init"),
+])
+def test_select_command_bad_options_exit_2_in_one_line(two_experts_csv, capsys, args,
+                                                        expected):
+    from gmoe.cli import main
+
+    assert main(["select", str(two_experts_csv), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+    assert "Traceback" not in err[0]
+
+
+def test_select_command_bad_files_exit_2_in_one_line(tmp_path, capsys):
+    from gmoe.cli import main
+
+    assert main(["select", str(tmp_path / "missing.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "gmoe select: no such file" in err[0]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x,y\n0.1,1.0\n0.2,abc\n")
+    assert main(["select", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("gmoe select:") and "line 3" in err[0]
+
+
+# ------------------------------------------------------------ sweeps: the metric
+def test_contaminate_replaces_a_share_by_wide_draws():
+    from gmoe.sweep import contaminate
+
+    y = np.random.default_rng(0).normal(size=20000)
+    assert contaminate(y, 0.0, 10.0, np.random.default_rng(1)) is y
+    out = contaminate(y, 0.1, 10.0, np.random.default_rng(1))
+    changed = out != y
+    assert 0.09 < changed.mean() < 0.11
+    assert 7 < out[changed].std() < 13
+
+
+SMALL = {
+    "name": "sel-test", "seed": 3, "reps": 2, "metrics": ["selection"],
+    "truth": {"gate": "softmax", "beta0": [0.0, 0.0], "beta1": [[4.0], [0.0]],
+              "a": [[3.0], [-3.0]], "b": [-1.0, 1.0], "var": [0.05, 0.05]},
+    "fit": {"n_experts": 3, "init": "near_truth"},
+    "n_grid": {"values": [400, 800]},
+    "grid": {"data.outliers": [0.0, 0.1]},
+}
+
+
+def test_config_data_table_is_validated():
+    from gmoe.config import ConfigError, load_config
+
+    cfgs = load_config(SMALL)
+    assert [c.raw["data"]["outliers"] for c in cfgs] == [0.0, 0.1]
+    assert cfgs[0].label == "outliers=0.0"
+    for bad, key in [({"outliers": 1.0}, "data.outliers"), ({"outliers": -0.1}, "outliers"),
+                     ({"outliers": 0.1, "outlier_scale": 0}, "outlier_scale"),
+                     ({"share": 0.1}, "data.share")]:
+        raw = {k: v for k, v in SMALL.items() if k != "grid"} | {"data": bad}
+        with pytest.raises(ConfigError, match=key):
+            load_config(raw)
+    plain = {k: v for k, v in SMALL.items() if k != "grid"}
+    # a config without [data] keeps its hash: nothing is defaulted into it
+    assert "data" not in load_config(plain)[0].raw
+
+
+def test_sweep_records_the_choices_and_draws_the_accuracy(tmp_path):
+    from gmoe import load_results, run_sweep
+    from gmoe.plots import plot_sweep
+
+    out = tmp_path / "sel"
+    result = run_sweep(SMALL, out, n_jobs=1, progress=False)
+    assert result.n_tasks == 8
+    df = load_results(out)
+    assert set(df["status"]) <= {"ok", "failed"}
+    for key in ("k_dsc", "k_aic", "k_bic", "k_icl"):
+        assert df[key].isin([1, 2, 3]).all(), df[key]
+    assert (df["k_true"] == 2).all()
+    assert df["loss_merged"].notna().all()
+    detail = df["selection"].iloc[0]
+    assert len(detail["bic"]) == 3 and len(detail["dsc"]) == 3
+    bic = np.array(detail["bic"])
+    assert df["k_bic"].iloc[0] == int(np.argmin(bic)) + 1
+    files = [p.name for p in plot_sweep(out, formats=("png",))]
+    assert "sel-test_selection.png" in files and "sel-test_loss_merged.png" in files

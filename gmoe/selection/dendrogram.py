@@ -34,9 +34,11 @@ def _log_masses(beta0: np.ndarray) -> np.ndarray:
 def atom_distance(params: MoEParams, i: int, j: int) -> float:
     """The weighted distance between atoms ``i`` and ``j`` of a mixing measure.
 
-    ``d(i, j) = pi_i pi_j / (pi_i + pi_j) * (|dbeta1|^2 + |db|^2 + |(da, dvar)|)``
+    ``d(i, j) = pi_i pi_j / (pi_i + pi_j) * (|db|^2 + |(da, dvar)|)``
     with ``pi`` the atom masses normalised to sum 1 and Euclidean norms
-    (docs/theory.md, "Choosing the number of experts").
+    (docs/theory.md, "Choosing the number of experts"). The gate slopes ``beta1`` do
+    not enter: between atoms with (nearly) equal experts the likelihood hardly
+    depends on them.
 
     Parameters
     ----------
@@ -62,8 +64,10 @@ def _pairwise(params: MoEParams, log_pi: np.ndarray) -> np.ndarray:
         v = v.reshape(v.shape[0], -1)
         return ((v[:, None, :] - v[None, :, :]) ** 2).sum(axis=-1)
 
-    fast = diff2(params.beta1) + diff2(params.b)            # the n^-1/(2r) directions
-    slow = np.sqrt(diff2(params.a) + diff2(params.var))     # the n^-1/r directions
+    # b counts once, a and var twice (docs/theory.md, "Choosing the number of experts");
+    # beta1 is left out: it is the flat direction between atoms of one true expert
+    fast = diff2(params.b)
+    slow = np.sqrt(diff2(params.a) + diff2(params.var))
     # pi_i pi_j / (pi_i + pi_j) on the log scale: masses of exp(-800) do not underflow
     # to 0 / 0
     li, lj = log_pi[:, None], log_pi[None, :]
