@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -11,6 +10,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ._design import Design
+from ._restarts import Progress as _Progress
+from ._restarts import start_key
 from ._scaling import Scaling, response_scale
 from ._validation import (
     check_choice,
@@ -36,7 +37,12 @@ from .initialization import (
     params_from_responsibilities,
     random_responsibilities,
 )
-from .likelihood import free_layout
+from .likelihood import (
+    InformationField,
+    free_layout,
+    lazy_information,
+    to_original_information,
+)
 from .model import GaussianMoE, joint_log_T
 from .params import MoEParams
 from .polish import polish as _polish
@@ -136,7 +142,7 @@ class FitResult:
     separated: bool = False
     polish_message: str = ""
     var_floor: float = np.nan
-    information: np.ndarray | None = field(default=None, repr=False)
+    information: np.ndarray | None = field(default=InformationField(), repr=False)
     param_names: list = field(default_factory=list)
     standardized: bool = False
 
@@ -462,35 +468,6 @@ def _run_em(design: Design, gate: Gate, params: MoEParams, tol: float, max_iter:
             "spread": resp.sum(axis=1) * params.var}
 
 
-class _Progress:
-    """Progress of a fit: one line per EM run (and per polish) on stderr with
-    ``verbose >= 1``, one per 100 EM iterations with ``verbose >= 2``, and
-    ``callback(done, total, label)`` after each step."""
-
-    def __init__(self, total: int, verbose: int, callback, k: int):
-        self.total, self.verbose, self.callback, self.k = total, verbose, callback, k
-        self.done, self.label = 0, ""
-        self.start = time.perf_counter()
-
-    def _line(self, text: str) -> None:
-        print(f"gmoe fit_em (k={self.k}): {text}", file=sys.stderr, flush=True)
-
-    def begin(self, label: str) -> None:
-        self.label = label
-
-    def iteration(self, n_iter: int, loglik: float) -> None:
-        if self.verbose >= 2:
-            self._line(f"  {self.label}: iteration {n_iter}, log-likelihood {loglik:.10g}")
-
-    def step_done(self, text: str) -> None:
-        self.done += 1
-        if self.verbose >= 1:
-            elapsed = time.perf_counter() - self.start
-            self._line(f"[{self.done}/{self.total}] {self.label}: {text} ({elapsed:.1f} s)")
-        if self.callback is not None:
-            self.callback(self.done, self.total, self.label)
-
-
 @dataclass
 class _Context:
     """Everything the EM runs of one fit share (internal units)."""
@@ -508,18 +485,29 @@ class _Context:
     report: _Progress | None = None
     truth: MoEParams | None = None
     init_scale: float | str = 1.0
+    seen: dict = field(default_factory=dict)
 
-    def run(self, params0: MoEParams, label: str) -> dict:
-        """One EM run from ``params0`` (internal units)."""
+    def run(self, params0: MoEParams, label: str, dedupe: bool = False) -> dict:
+        """One EM run from ``params0`` (internal units); with ``dedupe``, a start whose
+        experts repeat an earlier deduplicated start's (the same k-means partition,
+        relabelled) reuses that run (see :func:`gmoe._restarts.start_key`)."""
         report = self.report
         if report is not None:
             report.begin(label)
+        key = start_key(params0) if dedupe else None
+        if key in self.seen:
+            run = dict(self.seen[key], label=label, copy_of=self.seen[key])
+            if report is not None:
+                report.step_done("the same partition as an earlier start: not run again")
+            return run
         run = _run_em(self.design, self.gate, params0, self.tol, self.max_iter, self.stop,
                       self.var_floor, self.accelerate,
                       offset=self.scaling.log_jacobian(self.design.total_weight),
                       var_unit=self.scaling.y_scale**2,
                       progress=None if report is None else report.iteration)
         run["label"] = label
+        if key is not None:
+            self.seen[key] = run
         if report is not None:
             state = ("converged" if run["converged"] else
                      "FAILED" if run["stopped_by"] == "failure" else "max_iter")
@@ -619,7 +607,8 @@ def _restarts(ctx: _Context, init, n_init: int, k: int) -> list[dict]:
                     else random_responsibilities(n, k, ctx.rng))
             params0 = params_from_responsibilities(design, resp, gate, ctx.var_floor)
             label = f"{'k-means' if init == 'kmeans' else 'random'} start {i + 1}/{count}"
-        runs.append(ctx.run(params0, label if k == ctx.k else f"{label} with k={k}"))
+        runs.append(ctx.run(params0, label if k == ctx.k else f"{label} with k={k}",
+                            dedupe=init == "kmeans"))
     return runs
 
 
@@ -828,8 +817,8 @@ default="kmeans"
         extra = {key: r[key] for key in ("grad_norm", "polish_gain", "polish_iter",
                                          "certified", "degenerate", "separated",
                                          "polish_message", "param_names")}
-        extra["information"] = scaling.information_to_original(
-            r["information"], free_layout(gate, k, d))
+        extra["information"] = to_original_information(
+            r["information"], scaling, free_layout(gate, k, d))
     return FitResult(params=r["params"], gate=gate, loglik=r["loglik"], n_iter=r["n_iter"],
                      converged=r["converged"], loglik_trace=r["trace"], reason=r["reason"],
                      stopped_by=r["stopped_by"], n_samples=n,
@@ -897,6 +886,9 @@ def _warn_about_duplicates(params: MoEParams) -> None:
 def _polish_run(run: dict, ctx: _Context, gtol: float) -> None:
     """Polish one EM result in place (see :mod:`gmoe.polish`); a failed run is left as is."""
     run["em_loglik"] = run["loglik"]
+    if "copy_of" in run and "certified" in run["copy_of"]:  # the same EM result: polished
+        run.update({key: val for key, val in run.pop("copy_of").items() if key != "label"})
+        return
     if not np.isfinite(run["loglik"]):
         run.update(certified=False, degenerate=False, separated=False, grad_norm=np.nan,
                    polish_gain=0.0,
@@ -909,7 +901,8 @@ def _polish_run(run: dict, ctx: _Context, gtol: float) -> None:
     per_row = design.total_weight / design.n
     try:
         res = _polish(design, ctx.gate, run["params"], ctx.var_floor, gtol=gtol * per_row,
-                      sample_weight=design.weight)
+                      sample_weight=design.weight,
+                      information=ctx.gate.is_sparse(run["params"].k))
     except NotImplementedError as exc:  # a gate without free_state/free_score
         run.update(certified=False, degenerate=False, separated=False, grad_norm=np.nan,
                    polish_gain=0.0, polish_iter=0, information=None, param_names=[],
@@ -928,7 +921,8 @@ def _polish_run(run: dict, ctx: _Context, gtol: float) -> None:
                separated=res.separated, grad_norm=res.grad_norm / per_row,
                polish_gain=res.gain,
                polish_iter=res.n_iter, polish_message=message,
-               information=res.information, param_names=res.names or [])
+               information=lazy_information(res, design, ctx.gate),
+               param_names=res.names or [])
     # the variance floor is judged at the polished point, not where EM stopped
     if run["reason"] is None or run["reason"].startswith("degenerate variance"):
         run["reason"] = (f"degenerate variance: expert(s) {floored} at the variance floor "

@@ -22,7 +22,7 @@ from .gates import Gate
 from .model import joint_log_T
 from .params import MoEParams
 
-__all__ = ["FreeLikelihood", "free_layout"]
+__all__ = ["FreeLikelihood", "free_layout", "LazyInformation", "InformationField"]
 
 
 def free_layout(gate: Gate, k: int, d: int) -> list[tuple[str, tuple[int, ...]]]:
@@ -200,41 +200,47 @@ class FreeLikelihood:
         resp, _ = joint_log_T(state.log_w, log_phi)
         w = np.ones(design.n) if self.weight is None else self.weight[design.rows]
         P = np.exp(state.log_w)
-        # per-expert, per-sample gradients of l_ni, laid out as the free vector
-        L = np.zeros((k, m, design.n))
-        if mg:
-            J = self.gate.free_logit_jacobian(state, design)
-            Jbar = np.einsum("lmn,ln->mn", J, P)
-            L[:, :mg] = J - Jbar[None]
         z = design.ZT                                          # (d + 1, n), 1 last
         ev = e * inv_var[:, None]
-        for i in range(k):
-            L[i, mg + i * d:mg + (i + 1) * d] = design.XT * ev[i]
-            L[i, mg + k * d + i] = ev[i]
-            L[i, mg + k * d + k + i] = 0.5 * (e[i] * ev[i] - 1.0)
+        u = e * ev                                             # e^2 / v
         rw = resp * w
-        S = np.einsum("kmn,kn->mn", L, resp)
-        info = (S * w) @ S.T
-        for i in range(k):
-            info -= (L[i] * rw[i]) @ L[i].T
-        # minus the expected complete-data Hessian: gate block
+        # S_n = sum_i r_ni grad l_ni, laid out as the free vector; grad l_ni is the
+        # gate's D_i = J_i - sum_l P_l J_l and expert i's own g_i = (z ev_i, (u_i - 1) / 2)
+        S = np.empty((m, design.n))
+        rev = resp * ev
+        S[mg:mg + k * d] = (rev[:, None, :] * design.XT[None]).reshape(k * d, design.n)
+        S[mg + k * d:mg + k * d + k] = rev
+        S[self.logvar] = 0.5 * resp * (u - 1.0)
         if mg:
-            D = L[:, :mg]
-            pw = P * w
+            J = self.gate.free_logit_jacobian(state, design)
+            D = J - np.einsum("lmn,ln->mn", J, P)[None]
+            S[:mg] = np.einsum("kmn,kn->mn", D, resp)
+        info = (S * w) @ S.T
+        # minus sum_i r_ni (grad l_ni grad l_ni^T + hess l_ni), block by block: the gate
+        # block (with the expected complete-data Hessian sum_i P_i D_i D_i^T), the
+        # gate-expert i blocks, and expert i's own block (no expert-expert cross terms)
+        if mg:
             for i in range(k):
-                info[:mg, :mg] += (D[i] * pw[i]) @ D[i].T
+                info[:mg, :mg] += (D[i] * ((P[i] - resp[i]) * w)) @ D[i].T
             if not self.gate.linear_logits:
                 info[:mg, :mg] -= self._logit_curvature(gate_part, design, mask,
                                                         (resp - P) * w)
-        # expert blocks: -hess log phi_i = [z z^T / v, z e / v; e z^T / v, e^2 / (2 v)]
         for i in range(k):
             idx = ([mg + i * d + j for j in range(d)] + [mg + k * d + i]
                    + [mg + k * d + k + i])
-            zi = z * rw[i]
+            if mg:
+                g = np.empty((d + 2, design.n))
+                g[:d + 1] = z * ev[i]
+                g[d + 1] = 0.5 * (u[i] - 1.0)
+                cross = (D[i] * rw[i]) @ g.T
+                info[:mg, idx] -= cross
+                info[idx, :mg] -= cross.T
+            # -hess log phi_i = [z z^T / v, z e / v; e z^T / v, e^2 / (2 v)] minus g_i g_i^T
+            zr = z * rw[i]
             block = np.empty((d + 2, d + 2))
-            block[:d + 1, :d + 1] = (zi @ z.T) * inv_var[i]
-            block[:d + 1, d + 1] = block[d + 1, :d + 1] = zi @ ev[i]
-            block[d + 1, d + 1] = 0.5 * np.dot(rw[i], e[i] * ev[i])
+            block[:d + 1, :d + 1] = (zr * (inv_var[i] - ev[i] * ev[i])) @ z.T
+            block[:d + 1, d + 1] = block[d + 1, :d + 1] = zr @ (ev[i] * (1.5 - 0.5 * u[i]))
+            block[d + 1, d + 1] = np.dot(rw[i], 0.5 * u[i] - 0.25 * (u[i] - 1.0) ** 2)
             info[np.ix_(idx, idx)] += block
         return info
 
@@ -292,3 +298,71 @@ class _Chunk:
         self.ZT = design.ZT[:, self.rows]
         self.y = design.y[self.rows]
         self.X = design.X[self.rows]
+
+
+class LazyInformation:
+    """The observed information at ``theta``, computed only when first asked for.
+
+    A certified fit needs its information only for inference (standard errors, Wald
+    intervals), so the polish does not compute it at the end; this object holds what
+    :meth:`FreeLikelihood.information` needs (the data, not the per-fit design arrays)
+    and computes it on demand, the same matrix the polish would have computed. The
+    ``scaling`` and ``layout`` map it to the user's units
+    (:meth:`gmoe._scaling.Scaling.information_to_original`).
+    """
+
+    def __init__(self, X, y, weight, gate: Gate, like: MoEParams, theta: np.ndarray,
+                 scaling=None, layout=None):
+        self.X, self.y, self.weight = X, y, weight
+        self.gate, self.like, self.theta = gate, like, np.array(theta, dtype=float)
+        self.scaling, self.layout = scaling, layout
+
+    def __call__(self) -> np.ndarray:
+        like = FreeLikelihood(Design(self.X, self.y, self.weight), self.gate, self.like,
+                              None, self.weight)
+        info = like.information(self.theta)
+        if self.scaling is not None:
+            info = self.scaling.information_to_original(info, self.layout)
+        return info
+
+
+class InformationField:
+    """Descriptor for a dataclass field that holds an information matrix, None, or a
+    :class:`LazyInformation`: reading the field computes a lazy one (once) and keeps
+    the matrix in its place."""
+
+    def __set_name__(self, owner, name):
+        self.slot = f"_{name}_value"
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:  # the dataclass's default
+            return None
+        value = obj.__dict__.get(self.slot)
+        if isinstance(value, LazyInformation):
+            value = value()
+            obj.__dict__[self.slot] = value
+        return value
+
+    def __set__(self, obj, value):
+        if isinstance(value, InformationField):  # dataclass(field(default=...)) passes us
+            value = None
+        obj.__dict__[self.slot] = value
+
+
+def lazy_information(result, design: Design, gate: Gate):
+    """The information of a :class:`gmoe.polish.PolishResult`: its matrix if the polish
+    computed one, a :class:`LazyInformation` at its ``theta`` if it is certified (dense
+    gates), else None."""
+    if result.information is not None or not result.certified or result.theta is None:
+        return result.information
+    return LazyInformation(design.X, design.y, design.weight, gate, result.params,
+                           result.theta)
+
+
+def to_original_information(information, scaling, layout):
+    """:meth:`gmoe._scaling.Scaling.information_to_original` for a matrix, or deferred to
+    the computation of a :class:`LazyInformation`."""
+    if isinstance(information, LazyInformation):
+        information.scaling, information.layout = scaling, layout
+        return information
+    return scaling.information_to_original(information, layout)

@@ -75,6 +75,9 @@ class PolishResult:
     separated : bool
         A separating (or vanishing) gate: some expert's weight is 0 or 1 at (nearly)
         every point, the likelihood rising as its gate parameters run off to infinity.
+    theta : ndarray of shape (m,) or None
+        The free vector at ``params`` (what the information is computed at; see
+        :class:`gmoe.likelihood.LazyInformation`).
     """
 
     params: MoEParams
@@ -88,6 +91,7 @@ class PolishResult:
     information: np.ndarray | None = None
     names: list | None = None
     separated: bool = False
+    theta: np.ndarray | None = None
 
 
 def _at_floor(theta: np.ndarray, like: FreeLikelihood, log_floor: float) -> np.ndarray:
@@ -202,7 +206,9 @@ def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
         Largest number of Newton steps.
     sample_weight : ndarray of shape (n,), optional
     information : bool, default=True
-        Compute the observed information at a certified result.
+        Compute the observed information at a certified result. Without it,
+        ``theta`` in the result lets :class:`gmoe.likelihood.LazyInformation`
+        compute the same matrix later, only if inference asks for it.
 
     Returns
     -------
@@ -271,4 +277,4 @@ def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
     info = like.information(theta) if (information and certified) else None
     return PolishResult(result_params, ll, gnorm, ll - start_ll, total_iter, certified,
                         degenerate, message, info, like.names,
-                        separated and not degenerate)
+                        separated and not degenerate, theta)
