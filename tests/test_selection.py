@@ -48,11 +48,28 @@ def data(three):
     return GaussianMoE("softmax", three).sample(400, rng=3)
 
 
-def hand_distance(p: MoEParams, i: int, j: int) -> float:
-    """The weighted distance written out: masses normalised to sum 1, no gate slopes."""
-    m = [math.exp(v) for v in p.beta0]
-    total = sum(m)
-    pi, pj = m[i] / total, m[j] / total
+def data_shares(p: MoEParams, X) -> list:
+    """Each atom's share of the data, mean_n g_i(x_n), with explicit loops."""
+    shares = [0.0] * p.k
+    for x in X:
+        logits = [p.beta0[i] + sum(p.beta1[i, c] * x[c] for c in range(p.d))
+                  for i in range(p.k)]
+        top = max(logits)
+        e = [math.exp(v - top) for v in logits]
+        for i in range(p.k):
+            shares[i] += e[i] / sum(e) / len(X)
+    return shares
+
+
+def hand_distance(p: MoEParams, i: int, j: int, X=None) -> float:
+    """The weighted distance written out: masses normalised to sum 1 (the data shares
+    with X), no gate slopes."""
+    if X is None:
+        m = [math.exp(v) for v in p.beta0]
+        m = [v / sum(m) for v in m]
+    else:
+        m = data_shares(p, X)
+    pi, pj = m[i], m[j]
     fast = (p.b[i] - p.b[j]) ** 2
     slow = math.sqrt(sum((p.a[i, c] - p.a[j, c]) ** 2 for c in range(p.d))
                      + (p.var[i] - p.var[j]) ** 2)
@@ -62,7 +79,8 @@ def hand_distance(p: MoEParams, i: int, j: int) -> float:
 # ----------------------------------------------------------------- one merge step
 def test_first_merge_matches_a_hand_computation(three, data):
     X, y = data
-    # by hand: masses e^1, e^-0.5, e^0 -> shares 0.6285, 0.1402, 0.2312
+    # by hand: the atoms' shares of the data are the masses of the tree; without data,
+    # the intercepts' masses e^1, e^-0.5, e^0 -> 0.6285, 0.1402, 0.2312
     m = np.exp([1.0, -0.5, 0.0])
     pi = m / m.sum()
     # (the gate slopes do not enter the distance)
@@ -72,10 +90,17 @@ def test_first_merge_matches_a_hand_computation(three, data):
     assert d01 < min(d02, d12)
     assert atom_distance(three, 0, 1) == pytest.approx(d01, rel=1e-12)
     assert atom_distance(three, 0, 2) == pytest.approx(d02, rel=1e-12)
+    shares = data_shares(three, X)
+    assert sum(shares) == pytest.approx(1.0)
+    s01 = shares[0] * shares[1] / (shares[0] + shares[1]) * (
+        (0.5 - 0.8) ** 2 + math.sqrt(0.2**2 + 0.11**2))
+    assert atom_distance(three, 0, 1, X=X) == pytest.approx(s01, rel=1e-10)
     tree = dendrogram(three, X, y, standardize=False)
     first = tree.merges[0]
     assert (first.left, first.right, first.n_leaves) == (0, 1, 2)
-    assert first.height == pytest.approx(d01, rel=1e-12)
+    assert first.height == pytest.approx(s01, rel=1e-10)
+    for i, j in [(0, 2), (1, 2)]:
+        assert hand_distance(three, i, j, X) > s01
     # the merged atom: mass e^1 + e^-0.5, parameters averaged with shares w0, w1
     w0, w1 = m[0] / (m[0] + m[1]), m[1] / (m[0] + m[1])
     two = tree.level(2).params
@@ -83,12 +108,14 @@ def test_first_merge_matches_a_hand_computation(three, data):
     assert two.beta1[0, 0] == pytest.approx(w0 * 2.0 + w1 * 1.5, rel=1e-12)
     assert two.a[0, 0] == pytest.approx(w0 * 1.0 + w1 * 1.2, rel=1e-12)
     assert two.b[0] == pytest.approx(w0 * 0.5 + w1 * 0.8, rel=1e-12)
-    assert two.var[0] == pytest.approx(w0 * 0.25 + w1 * 0.36, rel=1e-12)
+    # the variance of the two Gaussians' mixture at x = 0
+    assert two.var[0] == pytest.approx(w0 * 0.25 + w1 * 0.36 + w0 * w1 * (0.5 - 0.8) ** 2,
+                                       rel=1e-12)
     # the untouched atom is the normal form's reference, unchanged
     assert two.beta0[1] == 0.0 and two.b[1] == 2.0 and two.var[1] == 0.5
     assert tree.level(2).members == ((0, 1), (2,))
     # the second merge joins the rest at the hand distance of the merged measure
-    assert tree.merges[1].height == pytest.approx(hand_distance(two, 0, 1), rel=1e-12)
+    assert tree.merges[1].height == pytest.approx(hand_distance(two, 0, 1, X), rel=1e-10)
     assert (tree.merges[1].left, tree.merges[1].right) == (3, 2)
 
 

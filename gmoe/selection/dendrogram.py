@@ -26,16 +26,24 @@ __all__ = ["Coordinates", "Dendrogram", "DendrogramLevel", "Merge", "dendrogram"
            "merge_atoms", "atom_distance"]
 
 
-def _log_masses(beta0: np.ndarray) -> np.ndarray:
-    """Log atom masses normalised to sum 1: ``beta0_i - logsumexp(beta0)``."""
-    return beta0 - logsumexp(beta0)
+def _log_masses(params: MoEParams, X: np.ndarray | None = None) -> np.ndarray:
+    """Log atom masses, normalised to sum 1.
+
+    With covariates ``X``: the atoms' shares of the data, ``log mean_n g_i(x_n)`` (the
+    softmax gate's weights); without: ``beta0_i - logsumexp(beta0)``.
+    """
+    if X is None:
+        return params.beta0 - logsumexp(params.beta0)
+    eta = params.beta0[:, None] + params.beta1 @ X.T
+    log_g = eta - logsumexp(eta, axis=0)
+    return logsumexp(log_g, axis=1) - np.log(X.shape[0])
 
 
-def atom_distance(params: MoEParams, i: int, j: int) -> float:
+def atom_distance(params: MoEParams, i: int, j: int, X=None) -> float:
     """The weighted distance between atoms ``i`` and ``j`` of a mixing measure.
 
     ``d(i, j) = pi_i pi_j / (pi_i + pi_j) * (|db|^2 + |(da, dvar)|)``
-    with ``pi`` the atom masses normalised to sum 1 and Euclidean norms
+    with ``pi`` the atom masses and Euclidean norms
     (docs/theory.md, "Choosing the number of experts"). The gate slopes ``beta1`` do
     not enter: between atoms with (nearly) equal experts the likelihood hardly
     depends on them.
@@ -47,6 +55,10 @@ def atom_distance(params: MoEParams, i: int, j: int) -> float:
         distance does not depend on it).
     i, j : int
         Two distinct expert indices.
+    X : array-like of shape (n_samples, n_features), optional
+        With covariates, the masses are the atoms' shares of the data,
+        ``pi_i = mean_n g_i(x_n)`` (what :func:`dendrogram` uses); without, the
+        intercepts' ``exp(beta0_i)`` normalised to sum 1.
 
     Returns
     -------
@@ -54,7 +66,8 @@ def atom_distance(params: MoEParams, i: int, j: int) -> float:
     """
     if i == j:
         raise ValueError(f"atom_distance needs two distinct atoms, got i = j = {i}")
-    return float(_pairwise(params, _log_masses(params.beta0))[i, j])
+    X = None if X is None else check_X_y(X)
+    return float(_pairwise(params, _log_masses(params, X))[i, j])
 
 
 def _pairwise(params: MoEParams, log_pi: np.ndarray) -> np.ndarray:
@@ -80,11 +93,13 @@ def _pairwise(params: MoEParams, log_pi: np.ndarray) -> np.ndarray:
 def merge_atoms(params: MoEParams, i: int, j: int) -> MoEParams:
     """Merge atoms ``i`` and ``j`` of a mixing measure into one.
 
-    The merged atom has mass ``exp(beta0_i) + exp(beta0_j)`` (so
-    ``beta0 = logaddexp(beta0_i, beta0_j)``) and, for each of ``beta1``, ``a``, ``b``
-    and ``var``, the average of the two atoms' values weighted by their masses. It
-    takes the place of the lower index; the other atom is removed. The result is not
-    put in a normal form (the caller's gate does that).
+    The merged atom has gate weight ``exp(beta0_i) + exp(beta0_j)`` (so
+    ``beta0 = logaddexp(beta0_i, beta0_j)``), and ``beta1``, ``a`` and ``b`` the
+    averages of the two atoms' values with the weights ``w = exp(beta0) / (exp(beta0_i)
+    + exp(beta0_j))``; its variance is that of the two Gaussians' mixture at ``x = 0``,
+    ``w_i var_i + w_j var_j + w_i w_j (b_i - b_j)**2`` (equal atoms merge into
+    themselves). It takes the place of the lower index; the other atom is removed. The
+    result is not put in a normal form (the caller's gate does that).
 
     Parameters
     ----------
@@ -121,8 +136,11 @@ def merge_atoms(params: MoEParams, i: int, j: int) -> MoEParams:
 
     beta0 = np.array(b0, dtype=float)
     beta0[lo] = total
+    var = merged(params.var)
+    spread = w_lo * w_hi * (params.b[lo] - params.b[hi]) ** 2
+    var[lo] = var[lo] + spread   # the merged atom sits at position lo of ``keep``
     return MoEParams(beta0[keep], merged(params.beta1), merged(params.a), merged(params.b),
-                     merged(params.var))
+                     var)
 
 
 @dataclass(frozen=True)
@@ -350,7 +368,8 @@ def dendrogram(fit, X, y, *, gate: Gate | str | dict | None = None,
     """The dendrogram of the mixing measure of a fitted softmax-gated model.
 
     At each step the two atoms with the smallest weighted distance
-    (:func:`atom_distance`) are merged (:func:`merge_atoms`), until one atom is left;
+    (:func:`atom_distance`, the masses being the atoms' shares of the data,
+    ``mean_n g_i(x_n)``) are merged (:func:`merge_atoms`), until one atom is left;
     each level is put in the gate's normal form and its log-likelihood computed on
     ``(X, y)``. See docs/theory.md, "Choosing the number of experts".
 
@@ -370,10 +389,10 @@ def dendrogram(fit, X, y, *, gate: Gate | str | dict | None = None,
     standardize : bool, default=True
         Compare and merge the atoms in the centred and scaled coordinates of the data
         (:class:`Coordinates`), so that the tree, its heights and the DSC do not
-        depend on the origin or the units of X and y. ``False``: in the model's own
-        parametrisation (the published construction; atom masses ``exp(beta0_i)`` are
-        then those at ``x = 0``). The levels are reported in the units of X and y
-        either way.
+        depend on the origin or the units of X and y (the merged variance is then
+        that of the two Gaussians at the data's centre). ``False``: in the model's
+        own parametrisation, as the published construction (at ``x = 0``). The levels
+        are reported in the units of X and y either way.
 
     Returns
     -------
@@ -407,13 +426,14 @@ def dendrogram(fit, X, y, *, gate: Gate | str | dict | None = None,
     omega = default_omega(n) if omega is None else check_positive_float(omega, "omega")
     coords = Coordinates.standardized(X, y) if standardize else Coordinates.identity(X.shape[1])
     k = params.k
+    Xs = (X - coords.mx) / coords.sx   # the covariates of the internal parametrisation
     current = coords.to_internal(params)
     members: list[tuple[int, ...]] = [(i,) for i in range(k)]
     nodes = list(range(k))
     raw_levels = []
     merges: list[Merge] = []
     for step in range(1, k):
-        dist = _pairwise(current, _log_masses(current.beta0))
+        dist = _pairwise(current, _log_masses(current, Xs))
         flat = int(np.argmin(dist))          # the first minimum: ties to the lower pair
         i, j = divmod(flat, dist.shape[1])
         i, j = min(i, j), max(i, j)
