@@ -19,9 +19,12 @@ a panel at most two sd of that component long, so the integrand (analytic there)
 resolved at the scale of the narrowest component that matters; beyond 8 sd of every
 component the integrand is below ``p + q < 1e-14``. For the total variation, panels on
 which ``p - q`` changes sign are split at the root (found by bisection), so that the
-rule only sees smooth pieces. Densities are combined in log space (log-sum-exp), so
-``-inf`` log weights (top-K gates) and far tails are handled without underflow
-problems. The tests compare with adaptive ``scipy.integrate.quad`` to 1e-9.
+rule only sees smooth pieces. For the total variation densities are combined in log
+space (log-sum-exp), so ``-inf`` log weights (top-K gates) and far tails are handled
+without underflow problems; the Hellinger integrand needs only ``sqrt p`` and
+``sqrt q``, taken from direct sums of the component densities (one exp per node and
+component, about half the work; the same values to rounding, 1e-16). The tests
+compare with adaptive ``scipy.integrate.quad`` to 1e-9.
 """
 
 from __future__ import annotations
@@ -93,6 +96,23 @@ def _log_mix(y: np.ndarray, log_w: np.ndarray, mu: np.ndarray, sd: np.ndarray) -
         return np.log(t.sum(axis=2)) + m_safe
 
 
+def _sqrt_mix(y: np.ndarray, log_w: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """Square root of the mixture density of each row at the points y (n, P): (n, P).
+
+    Direct sum of the weighted component densities (one exp per node and component,
+    no log-sum-exp): a square root needs no log space. Exponents below -700 (a node
+    more than 37 sd from a component) are raised to -700, which adds at most
+    ``1e-304 / sd`` to the density: nothing the quadrature can see.
+    """
+    t = (y[:, :, None] - mu[:, None, :]) / sd
+    t *= t
+    t *= -0.5
+    np.maximum(t, -700.0, out=t)
+    np.exp(t, out=t)
+    dens = np.einsum("npk,nk->np", t, np.exp(log_w) / (sd * np.sqrt(2 * np.pi)))
+    return np.sqrt(dens, out=dens)
+
+
 def _breakpoints(comp_a, comp_b) -> np.ndarray:
     """Sorted panel endpoints of each row, shape (n, B)."""
     parts = [(mu[:, :, None] + sd[None, :, None] * _Z).reshape(mu.shape[0], -1)
@@ -131,8 +151,8 @@ def _hellinger_sq_rows(comp_a, comp_b) -> np.ndarray:
         a, b = _rows(comp_a, sl), _rows(comp_b, sl)
         bp = _breakpoints(a, b)
         y, w = _gl_nodes(bp[:, :-1], bp[:, 1:])
-        root = np.exp(0.5 * _log_mix(y, *a))
-        root -= np.exp(0.5 * _log_mix(y, *b))
+        root = _sqrt_mix(y, *a)
+        root -= _sqrt_mix(y, *b)
         root *= root
         out[sl] = 0.5 * np.einsum("np,np->n", w, root)
     return out

@@ -237,6 +237,24 @@ def test_the_library_gates_are_supported(spec):
     assert hellinger(model, model, X) == 0.0
 
 
+def test_hellinger_direct_sums_match_the_log_space_integrand():
+    # the Hellinger integrand takes sqrt p from direct sums of the component
+    # densities; the log-sum-exp form gives the same values to rounding, also with
+    # top-K zero weights and far-apart components
+    rng = np.random.default_rng(8)
+    fit = GaussianMoE(make_gate({"name": "topk", "K": 2}), random_params(rng, 3, 2))
+    truth = GaussianMoE("softmax", random_params(rng, 2, 2).replace(b=[-30.0, 30.0]))
+    X = rng.uniform(-1, 1, size=(200, 2))
+    comp_a, comp_b = gmoe.density._components(fit, truth, X)
+    bp = gmoe.density._breakpoints(comp_a, comp_b)
+    y, w = gmoe.density._gl_nodes(bp[:, :-1], bp[:, 1:])
+    root = (np.exp(0.5 * gmoe.density._log_mix(y, *comp_a))
+            - np.exp(0.5 * gmoe.density._log_mix(y, *comp_b)))
+    ref = 0.5 * np.einsum("np,np->n", w, root * root)
+    np.testing.assert_allclose(gmoe.density._hellinger_sq_rows(comp_a, comp_b), ref,
+                               rtol=1e-12, atol=1e-15)
+
+
 # ------------------------------------------------------------------- errors
 
 
