@@ -22,7 +22,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gmoe import GaussianMoE, MoEParams, SoftmaxGate  # noqa: E402
-from gmoe.gates import ActivationGate, TemperatureGate, TopKGate  # noqa: E402
+from gmoe.gates import (  # noqa: E402
+    ActivationGate,
+    LaplaceGate,
+    SigmoidGate,
+    TemperatureGate,
+    TopKGate,
+)
 
 IMG = Path(__file__).resolve().parent / "img"
 COLORS = ["#1f77b4", "#d62728", "#2ca02c"]
@@ -55,7 +61,7 @@ def draw_gates(path: Path) -> None:
     """One panel per gate: the weights g_i(x) of three experts over x."""
     x = np.linspace(-2.0, 2.0, 801)
     p = GATE_PARAMS
-    fig, axes = plt.subplots(2, 2, figsize=(9.0, 6.4), sharex=True, sharey=True)
+    fig, axes = plt.subplots(3, 2, figsize=(9.0, 9.2), sharex=True, sharey=True)
 
     _panel(axes[0, 0], x, _weights(SoftmaxGate(), p, x),
            "softmax: softmax$_i(\\beta_{1i} x + \\beta_{0i})$")
@@ -73,7 +79,15 @@ def draw_gates(path: Path) -> None:
            "activation: softmax$_i((\\tanh(\\beta_{1i} x) + \\beta_{0i}) / \\tau)$, "
            "$\\tau$ = 0.5")
 
-    for ax in axes[1]:
+    _panel(axes[2, 0], x, dense, "", style=":", alpha=0.5, label=False)
+    _panel(axes[2, 0], x, _weights(SigmoidGate(), p, x),
+           "normalised sigmoid: $s_i / \\sum_j s_j$ (dotted: softmax)")
+
+    centres = p.replace(beta1=[[1.0], [-1.0], [0.0]])
+    _panel(axes[2, 1], x, _weights(LaplaceGate(), centres, x),
+           "Laplace: softmax$_i(\\beta_{0i} - |x - \\beta_{1i}|)$, centres (1, -1, 0)")
+
+    for ax in axes[2]:
         ax.set_xlabel("x")
     for ax in axes[:, 0]:
         ax.set_ylabel("gate weight $g_i(x)$")

@@ -11,7 +11,17 @@ from .exceptions import (
     InferenceWarning,
     SeparationWarning,
 )
-from .gates import ActivationGate, Gate, SoftmaxGate, TemperatureGate, TopKGate, make_gate
+from .gates import (
+    ActivationGate,
+    Gate,
+    LaplaceGate,
+    SigmoidGate,
+    SmoothGate,
+    SoftmaxGate,
+    TemperatureGate,
+    TopKGate,
+    make_gate,
+)
 from .logit_errors import LogitErrors, logit_errors
 from .losses import (
     ParameterErrors,
@@ -49,6 +59,9 @@ __all__ = [
     "RateFit",
     "SeparationWarning",
     "SimConfig",
+    "SigmoidGate",
+    "LaplaceGate",
+    "SmoothGate",
     "SoftmaxGate",
     "SweepResult",
     "TemperatureGate",

@@ -209,18 +209,6 @@ def test_accelerated_em_keeps_monotone_on_random_problems():
         assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:]))
 
 
-def test_split_expert_without_jitter_leaves_the_model_unchanged(paper_truth):
-    from gmoe.initialization import split_expert
-
-    X, y = GaussianMoE(SoftmaxGate(), paper_truth).sample(500, rng=0)
-    base = GaussianMoE(SoftmaxGate(), paper_truth).log_likelihood(X, y)
-    for j in range(2):
-        bigger = split_expert(paper_truth, j)
-        assert bigger.k == 3
-        ll = GaussianMoE(SoftmaxGate(), bigger).log_likelihood(X, y)
-        assert ll == pytest.approx(base, rel=1e-12)
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_split_init_never_ends_below_the_smaller_fit(paper_truth, seed):
     X, y = GaussianMoE(SoftmaxGate(), paper_truth).sample(3000, rng=seed)

@@ -20,6 +20,7 @@ from gmoe.gates import (
     GATES,
     SYMMETRIES,
     ActivationGate,
+    GaussianGate,
     LaplaceGate,
     SigmoidGate,
     SoftmaxGate,
@@ -69,6 +70,13 @@ def _laplace(gate, p, x):
                        for i in range(p.k)}, p.k)
 
 
+def _gaussian(gate, p, x):
+    pi = np.exp(p.beta0 - p.beta0.max())
+    dens = [pi[i] * stats.multivariate_normal(p.beta1[i], p.gate_cov[i]).pdf(x)
+            for i in range(p.k)]
+    return [v / sum(dens) for v in dens]
+
+
 def _random_params(rng, k: int, d: int) -> MoEParams:
     """Random parameters, deliberately not in any normal form."""
     return MoEParams(rng.normal(0, 1, k), rng.normal(0, 1.5, (k, d)), rng.normal(0, 2, (k, d)),
@@ -80,6 +88,18 @@ def _recovery_truth(d: int) -> MoEParams:
     beta1 = [[2.0] + [1.0] * (d - 1), [0.0] * d]
     return MoEParams([0.3, 0.0], beta1, [[1.0] * d, [-1.0] * d], [1.0, -1.0], [0.09, 0.16],
                      tau=0.8)
+
+
+def _random_gaussian_params(rng, k: int, d: int) -> MoEParams:
+    A = rng.normal(0, 0.5, (k, d, d))
+    cov = A @ np.swapaxes(A, 1, 2) + 0.3 * np.eye(d)
+    return _random_params(rng, k, d).replace(tau=None, gate_cov=cov)
+
+
+def _gaussian_truth(d: int) -> MoEParams:
+    return _recovery_truth(d).replace(tau=None, beta1=[[-1.0] + [0.5] * (d - 1),
+                                                       [1.0] + [-0.5] * (d - 1)],
+                                      gate_cov=[0.5 * np.eye(d), 0.3 * np.eye(d) + 0.1])
 
 
 @dataclass
@@ -94,7 +114,10 @@ class Entry:
     #: (beta / tau) or "weights" (the weights on a grid: the activation gate's k = 2
     #: slopes are identified only up to a swap, see ActivationGate)
     identified: str = "params"
-    extra: dict = field(default_factory=dict)
+    #: the truth of the EM and recovery tests (d) -> MoEParams
+    truth: object = _recovery_truth
+    #: free parameters beyond the gating intercepts and slopes (k, d) -> int
+    extra_free: object = field(default=lambda k, d: 0)
 
 
 CONTRACT: dict[str, Entry] = {
@@ -106,6 +129,9 @@ CONTRACT: dict[str, Entry] = {
                         _activation, identified="weights"),
     "sigmoid": Entry([SigmoidGate()], _sigmoid),
     "laplace": Entry([LaplaceGate()], _laplace),
+    # models X: its covariance parameters are free too, and X is drawn from the gate
+    "gaussian": Entry([GaussianGate()], _gaussian, params=_random_gaussian_params,
+                      truth=_gaussian_truth, extra_free=lambda k, d: k * d * (d + 1) // 2),
 }
 
 
@@ -131,6 +157,11 @@ def _get(name: str, i: int):
 
 def _prepared(gate, params):
     return gate.normal_form(gate.prepare(params))
+
+
+def _xlaw(gate, d: int, half_width: float = 1.0):
+    """The covariates' law of the sampling tests: the gate's own for a gate that models X."""
+    return None if gate.models_x else Uniform(-half_width, half_width, d)
 
 
 def test_every_registered_gate_has_a_contract_entry_and_a_known_symmetry():
@@ -186,9 +217,11 @@ def test_normal_form_and_free_vector_agree_with_the_declared_symmetry(name, i):
     assert theta.size == gate.n_params(k, d) == len(gate.free_layout(k, d))
     free = {"none": k * (d + 1), "intercept": k * (d + 1) - 1,
             "intercept_slope": (k - 1) * (d + 1)}[gate.symmetry]
-    assert gate.n_params(k, d) == free + int(gate.learns_tau)
+    assert gate.n_params(k, d) == free + int(gate.learns_tau) + entry.extra_free(k, d)
     assert gate.from_free_vector(theta, normal).allclose(normal, rtol=1e-12, atol=1e-14)
-    assert gate.n_params(1, d) == 0       # one expert has weight 1
+    # one expert has weight 1: no free gating parameter, unless the gate models X
+    # (its mean and covariance still describe the covariates)
+    assert gate.n_params(1, d) == (d + entry.extra_free(1, d) if gate.models_x else 0)
 
 
 @pytest.mark.parametrize("name,i", CASES)
@@ -211,7 +244,9 @@ def test_score_matches_finite_differences_of_the_weighted_objective(name, i):
         pytest.skip(f"the {name} gate supplies no score (fitted with polish=False)")
 
     def objective(t):
-        log_w = gate.free_state(t, design, k, mask).log_w
+        s = gate.free_state(t, design, k, mask)
+        # a gate that models X scores the joint objective sum r log(g p(x))
+        log_w = s.log_w + s.log_px if gate.models_x else s.log_w
         return float(np.sum(np.where(resp > 0, resp * log_w, 0.0)))
 
     grad = gate.free_score(state, design, resp, mask)
@@ -228,13 +263,13 @@ def test_split_keeps_the_density_exactly_when_the_gate_says_so(name, i):
     gate, entry = _get(name, i)
     rng = np.random.default_rng(2)
     params = _prepared(gate, entry.params(rng, 3, 2))
-    model = GaussianMoE(gate, params, x_law=Uniform(-1, 1, 2))
+    model = GaussianMoE(gate, params, x_law=_xlaw(gate, 2))
     X, y = model.sample(400, rng=rng)
     base = model.log_likelihood(X, y)
     for j in range(3):
         bigger = gate.split(params, j)
         assert bigger.k == 4
-        ll = GaussianMoE(gate, bigger, x_law=Uniform(-1, 1, 2)).log_likelihood(X, y)
+        ll = GaussianMoE(gate, bigger, x_law=_xlaw(gate, 2)).log_likelihood(X, y)
         if gate.exact_split:
             assert ll == pytest.approx(base, rel=1e-12, abs=1e-9)
         else:   # a gate that says its split is inexact really changes the density
@@ -253,7 +288,7 @@ def test_sampled_expert_frequencies_match_the_weights(name, i):
     params = _prepared(gate, entry.params(np.random.default_rng(4), 3, 1))
     # experts 20 sd apart: each y reveals the expert that generated it
     params = params.replace(a=np.zeros((3, 1)), b=[-20.0, 0.0, 20.0], var=[1.0, 1.0, 1.0])
-    model = GaussianMoE(gate, params, x_law=Uniform(-1.5, 1.5, 1))
+    model = GaussianMoE(gate, params, x_law=_xlaw(gate, 1, 1.5))
     X, y = model.sample(40000, rng=9)
     label = np.digitize(y, [-10.0, 10.0])
     weights = gate.weights(X, model.params)
@@ -269,8 +304,8 @@ def test_sampled_expert_frequencies_match_the_weights(name, i):
 @pytest.mark.parametrize("name,i", CASES)
 def test_em_never_lowers_the_log_likelihood(name, i):
     gate, entry = _get(name, i)
-    truth = _prepared(gate, _recovery_truth(2))
-    X, y = GaussianMoE(gate, truth, x_law=Uniform(-1, 1, 2)).sample(1500, rng=1)
+    truth = _prepared(gate, entry.truth(2))
+    X, y = GaussianMoE(gate, truth, x_law=_xlaw(gate, 2)).sample(1500, rng=1)
     fit = fit_em(X, y, 3, gate=gate, init="random", rng=2, tol=1e-10, max_iter=150,
                  polish=False, warn=False)
     trace = np.asarray(fit.loglik_trace)
@@ -280,8 +315,8 @@ def test_em_never_lowers_the_log_likelihood(name, i):
 @pytest.mark.parametrize("name,i", CASES)
 def test_known_parameters_are_recovered_at_large_n(name, i):
     gate, entry = _get(name, i)
-    truth = _prepared(gate, _recovery_truth(2))
-    X, y = GaussianMoE(gate, truth, x_law=Uniform(-1, 1, 2)).sample(20000, rng=6)
+    truth = _prepared(gate, entry.truth(2))
+    X, y = GaussianMoE(gate, truth, x_law=_xlaw(gate, 2)).sample(20000, rng=6)
     fit = fit_em(X, y, 2, gate=gate, init="near_truth", truth=truth, rng=0, warn=False)
     got = fit.params
     np.testing.assert_allclose(got.a, truth.a, atol=0.05)

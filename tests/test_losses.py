@@ -546,7 +546,7 @@ class _NoSymmetryGate(SoftmaxGate):
     """A softmax that pretends to have no translation symmetry (like a normalised sigmoid)."""
 
     name = "no-symmetry"
-    shifts_intercepts = False
+    symmetry = "none"
 
 
 @pytest.mark.parametrize("translation", ["mass", "infimum", "none"])

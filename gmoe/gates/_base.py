@@ -14,7 +14,7 @@ from ..params import MoEParams
 __all__ = ["Gate", "GateStepInfo", "SYMMETRIES"]
 
 #: The translation groups a gate's weights can be invariant under (docs/theory.md,
-#: "Mixing measures and Voronoi losses"): no shift at all; a common shift ``t0`` of
+#: "Models"): no shift at all; a common shift ``t0`` of
 #: every intercept ``beta0_i``; or a common shift ``(t0, t1)`` of every
 #: ``(beta0_i, beta1_i)``.
 SYMMETRIES = ("none", "intercept", "intercept_slope")
@@ -140,12 +140,14 @@ class Gate(ABC):
         """Make expert ``j`` into two copies that share its gate weight: k -> k + 1 experts.
 
         The copy is appended as the last expert. For gates whose weights are a
-        softmax of logits with the intercept entering as ``beta0_i / tau`` (every
-        gate of gmoe but the normalised sigmoid), lowering both copies' intercept by
-        ``tau log 2`` halves each copy's weight, so with ``jitter = 0`` the density is
-        exactly unchanged (``exact_split``). ``jitter`` moves the two copies' expert
-        intercepts ``b`` apart by ``+- jitter`` standard deviations of expert j, in a
-        random direction (``rng``), to break the symmetry EM would otherwise keep.
+        softmax of logits with the intercept entering as ``beta0_i / tau``, lowering
+        both copies' intercept by ``tau log 2`` halves each copy's weight, so with
+        ``jitter = 0`` the density is exactly unchanged (``exact_split``; not so for
+        the normalised sigmoid, and not for top-K, whose copies compete for the same
+        K slots). A gate that models X (Gaussian) halves ``pi_j``: exact too.
+        ``jitter`` moves the two copies' expert intercepts ``b`` apart by
+        ``+- jitter`` standard deviations of expert j, in a random direction
+        (``rng``), to break the symmetry EM would otherwise keep.
 
         Parameters
         ----------
@@ -162,6 +164,7 @@ class Gate(ABC):
             k + 1 experts, in the gate's normal form.
         """
         j = expert_index(params, j)
+        params = self.prepare(params)
         shift = np.log(2.0) * (params.tau if self.has_tau else 1.0)
         beta0 = np.append(params.beta0, params.beta0[j])
         beta0[[j, -1]] -= shift
@@ -187,7 +190,8 @@ class Gate(ABC):
 
     def effective_intercepts(self, params: MoEParams) -> np.ndarray:
         """Intercept of each expert's logit (beta0, or beta0 / tau): atom weights are exp of it."""
-        return params.beta0 / params.tau if self.has_tau else params.beta0
+        tau = params.tau if self.has_tau else None
+        return params.beta0 if tau is None else params.beta0 / tau
 
     # ------------------------------------------------- free parametrisation
     def free_layout(self, k: int, d: int) -> list[tuple[str, tuple[int, ...]]]:
@@ -355,9 +359,11 @@ def copy_expert(params: MoEParams, j: int, beta0: np.ndarray, rng=None,
         delta = sign * jitter * float(np.sqrt(params.var[j]))
         b[j] += delta
         b[-1] -= delta
+    cov = params.gate_cov
     return params.replace(beta0=beta0, beta1=np.vstack([params.beta1, params.beta1[j]]),
                           a=np.vstack([params.a, params.a[j]]), b=b,
-                          var=np.append(params.var, params.var[j]))
+                          var=np.append(params.var, params.var[j]),
+                          gate_cov=None if cov is None else np.concatenate([cov, cov[j:j + 1]]))
 
 
 def weighted_objective(resp_T: np.ndarray, log_w_T: np.ndarray) -> float:

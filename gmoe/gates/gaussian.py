@@ -108,10 +108,11 @@ class GaussianGate(Gate):
     Examples
     --------
     >>> import numpy as np
-    >>> from gmoe import GaussianMoE, MoEParams
+    >>> from gmoe import MoEParams
+    >>> from gmoe.gates import GaussianGate
     >>> p = MoEParams(beta0=[0.0, 0.0], beta1=[[-1.0], [1.0]], a=[[1.0], [-1.0]],
     ...               b=[0.0, 0.0], var=[0.1, 0.1], gate_cov=[0.25, 0.25])
-    >>> GaussianMoE("gaussian", p).weights(np.array([[0.0]]))
+    >>> GaussianGate().weights(np.array([[0.0]]), p)
     array([[0.5, 0.5]])
     """
 
@@ -156,30 +157,6 @@ class GaussianGate(Gate):
         raise ValueError("the gaussian gate models the law of X: fits in standardised units "
                          "(standardize=True) would need the Jacobian of X in the "
                          "likelihood and in the standard errors; fit with standardize=False")
-
-    def split(self, params: MoEParams, j: int, rng=None, jitter: float = 0.0) -> MoEParams:
-        """Expert ``j`` made into two copies sharing its ``pi_j`` (each ``pi_j / 2``), with
-        its ``mu_j``, ``Sigma_j`` and expert: exact (the joint density unchanged) with
-        ``jitter = 0``; ``jitter`` moves the copies' ``b`` apart by ``+- jitter`` sds."""
-        if not 0 <= int(j) < params.k:
-            raise ValueError(f"The parameter 'j' must be an expert index in [0, {params.k}), "
-                             f"but got {j!r}")
-        j = int(j)
-        params = self.prepare(params)
-        beta0 = np.append(params.beta0, params.beta0[j])
-        beta0[[j, -1]] -= np.log(2.0)
-        b = np.append(params.b, params.b[j])
-        if jitter:
-            gen = None if rng is None else np.random.default_rng(rng)
-            sign = 1.0 if gen is None else float(gen.choice([-1.0, 1.0]))
-            delta = sign * jitter * float(np.sqrt(params.var[j]))
-            b[j] += delta
-            b[-1] -= delta
-        out = MoEParams(beta0, np.vstack([params.beta1, params.beta1[j]]),
-                        np.vstack([params.a, params.a[j]]), b,
-                        np.append(params.var, params.var[j]), None,
-                        np.concatenate([params.gate_cov, params.gate_cov[j:j + 1]]))
-        return self.normal_form(out)
 
     # -------------------------------------------------------------- weights
     def log_weights_T(self, design: Design, params: MoEParams) -> np.ndarray:
