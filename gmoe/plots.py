@@ -259,6 +259,7 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
         fig = ax.figure
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     anchor = None
+    mids, bar_tops = [], []
     for idx, ((_sub, label), part) in enumerate(df.groupby(["sub", "label"], sort=True,
                                                          dropna=False)):
         color = colors[idx % len(colors)]
@@ -276,6 +277,8 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
             lo = grouped.quantile(0.1).to_numpy()
             hi = grouped.quantile(0.9).to_numpy()
         yerr = np.vstack([np.maximum(mid - lo, 0), np.maximum(hi - mid, 0)])
+        mids.append(mid)
+        bar_tops.append(hi)
         name = label if isinstance(label, str) and label else "empirical"
         # the legend says what the points and the bars are
         shown, bars = ("mean", "mean ± 2 sd") if band == "sd" else (center, "10-90% quantiles")
@@ -308,9 +311,32 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
                       f"n = {gm:.0f}")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _clip_wild_bars(ax, mids, bar_tops)
     label = _metric_label(metric, kind, _translation(df))
     ax.set_ylabel(label)
     return _finish(fig, ax, meta, title, label)
+
+
+#: Error bars reaching beyond this factor above the largest centre are clipped.
+_BAR_CLIP = 1e3
+
+
+def _clip_wild_bars(ax, mids: list, tops: list) -> None:
+    """Keep the centres readable when a quantile bar reaches absurd values (a fit
+    whose gate weights overflow has a loss of 1e100): the y axis stops at
+    ``_BAR_CLIP`` times the largest centre, and the plot says so."""
+    mid = np.concatenate(mids) if mids else np.array([])
+    top = np.concatenate(tops) if tops else np.array([])
+    mid = mid[np.isfinite(mid) & (mid > 0)]
+    if not mid.size:
+        return
+    cap = float(mid.max()) * _BAR_CLIP
+    if np.nanmax(np.where(np.isfinite(top), top, np.inf)) > cap:
+        low = max(ax.get_ylim()[0], float(mid.min()) / _BAR_CLIP)
+        ax.set_ylim(low, cap)
+        ax.annotate(f"bars clipped at {_BAR_CLIP:g}x the largest centre", (0.99, 0.98),
+                    xycoords="axes fraction", ha="right", va="top", fontsize=7,
+                    color="0.35")
 
 
 def _fit_label(rate) -> str:
