@@ -270,3 +270,30 @@ def test_rate_plot_legend_says_what_the_bars_the_bracket_and_the_theory_line_are
                if t.startswith("empirical"))
     plt.close(fig)
     assert "mean of the replications, bars mean ± 2 sd" in points
+
+
+def test_rate_plot_clips_absurd_error_bars_and_says_so():
+    import matplotlib
+    import pandas as pd
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gmoe.plots import plot_rates
+
+    rng = np.random.default_rng(2)
+    n = np.repeat([100, 400, 1600, 6400], 10)
+    loss = n**-0.5 * np.exp(rng.normal(0, 0.2, n.size))
+    loss[np.flatnonzero(n == 400)[:3]] = 1e120  # fits whose gate weights overflowed
+    df = pd.DataFrame({"sub": 0, "label": "", "n": n, "loss": loss})
+    fig = plot_rates(df, "loss")
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    top = ax.get_ylim()[1]
+    plt.close(fig)
+    assert top == pytest.approx(1e3 * np.median(loss[n == 100]), rel=1e-9)
+    assert any("bars clipped" in t for t in texts)
+    # without wild bars nothing is clipped
+    fig = plot_rates(df[df["loss"] < 1], "loss")
+    assert not fig.axes[0].texts
+    plt.close(fig)
