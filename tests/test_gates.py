@@ -428,3 +428,30 @@ def test_expert_selected_by_no_point_is_warned_and_gives_no_nan():
     np.testing.assert_allclose(p.a[1], truth.a[1])
     np.testing.assert_allclose(p.b[1], truth.b[1])
     assert fit.loglik >= model.log_likelihood(X, y)
+
+
+@pytest.mark.parametrize("rank_by", ["slope", "logit"])
+def test_topk_boundary_search_surrogate_is_exact_at_its_centre_and_close_nearby(rank_by):
+    # the search's surrogate: exact on the points whose selection can change within its
+    # radius, a second-order expansion on the others (docs/performance.md, "Top-K EM
+    # iteration"); its error grows like |u|^3 / sqrt(n)
+    from gmoe.experts import expert_log_density_T
+
+    truth = MoEParams([0.5, -0.5, 0.0], [[2.0, 1.0], [-1.0, 2.0], [0.0, 0.0]],
+                      [[1.0, -1.0], [-1.0, 1.0], [2.0, 2.0]], [-4.0, 0.0, 4.0], [0.09] * 3)
+    gate = TopKGate(2, rank_by=rank_by)
+    X, y = GaussianMoE(gate, truth).sample(20000, rng=0)
+    design = Design(X, y)
+    params = gate.normal_form(truth.replace(beta0=truth.beta0 + [0.05, -0.03, 0.0],
+                                            beta1=truth.beta1 + 0.02))
+    log_phi = expert_log_density_T(design, params.a, params.b, params.var)
+    theta = gate._theta(params)
+    state = gate._fresh_state(theta, design, log_phi, 3)
+    fun, T, _, _ = gate._surrogate(theta, state, design, log_phi, 3)
+    assert -fun(np.zeros(theta.size)) == pytest.approx(state.value, abs=1e-8)
+    rng = np.random.default_rng(1)
+    for radius in (0.5, 1.0, 2.5, 4.0):     # 4.0: beyond the radius, evaluated exactly
+        u = rng.normal(size=theta.size)
+        u *= radius / np.linalg.norm(u)
+        exact = gate._observed_value(theta + T @ u, design, log_phi, 3)
+        assert abs(-fun(u) - exact) < 0.05
