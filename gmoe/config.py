@@ -40,7 +40,7 @@ METRICS = ("loss", "loss_mass", "loss_infimum", "parameter_errors", "logit_error
 _TOP_KEYS = {"name", "description", "seed", "reps", "truth", "x", "fit", "n_grid", "metrics",
              "theory", "loss", "hellinger", "quick", "grid", "verdict", "data", "compare"}
 _FIT_KEYS = {"n_experts", "gate", "init", "init_scale", "n_init", "tol", "max_iter", "stop",
-             "accelerate", "polish", "gtol", "var_floor"}
+             "accelerate", "polish", "gtol", "var_floor", "screen_iter"}
 _NGRID_KEYS = {"values", "min", "max", "num", "spacing"}
 _TRUTH_KEYS = {"gate", "beta0", "beta1", "a", "b", "var", "sd", "tau", "gate_cov"}
 _LOSS_KEYS = {"kind", "metric", "translation"}
@@ -233,6 +233,8 @@ class SimConfig:
         _float(fit.setdefault("gtol", 1e-8), "fit.gtol", name, True)
         if "var_floor" in fit:
             _float(fit["var_floor"], "fit.var_floor", name, True)
+        if "screen_iter" in fit:    # not defaulted: configs without it keep their hash
+            _int(fit["screen_iter"], "fit.screen_iter", name)
         _int(fit.setdefault("n_init", 1), "fit.n_init", name)
         _float(fit.setdefault("tol", 1e-6), "fit.tol", name, True, True)
         _int(fit.setdefault("max_iter", 2000), "fit.max_iter", name)

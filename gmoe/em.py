@@ -485,12 +485,15 @@ class _Context:
     report: _Progress | None = None
     truth: MoEParams | None = None
     init_scale: float | str = 1.0
+    screen_iter: int | None = None
     seen: dict = field(default_factory=dict)
 
-    def run(self, params0: MoEParams, label: str, dedupe: bool = False) -> dict:
+    def run(self, params0: MoEParams, label: str, dedupe: bool = False,
+            max_iter: int | None = None) -> dict:
         """One EM run from ``params0`` (internal units); with ``dedupe``, a start whose
         experts repeat an earlier deduplicated start's (the same k-means partition,
-        relabelled) reuses that run (see :func:`gmoe._restarts.start_key`)."""
+        relabelled) reuses that run (see :func:`gmoe._restarts.start_key`).
+        ``max_iter`` overrides the fit's (the short runs of screened restarts)."""
         report = self.report
         if report is not None:
             report.begin(label)
@@ -500,7 +503,8 @@ class _Context:
             if report is not None:
                 report.step_done("the same partition as an earlier start: not run again")
             return run
-        run = _run_em(self.design, self.gate, params0, self.tol, self.max_iter, self.stop,
+        run = _run_em(self.design, self.gate, params0, self.tol,
+                      self.max_iter if max_iter is None else max_iter, self.stop,
                       self.var_floor, self.accelerate,
                       offset=self.scaling.log_jacobian(self.design.total_weight),
                       var_unit=self.scaling.y_scale**2,
@@ -517,8 +521,10 @@ class _Context:
 
 
 def _best(runs: list[dict]) -> dict:
-    """The run with the highest log-likelihood among those that did not fail."""
-    pool = [r for r in runs if r["reason"] is None] or runs
+    """The run with the highest log-likelihood among those that did not fail (and
+    were not screened out)."""
+    kept = [r for r in runs if not r.get("screened_out")] or runs
+    pool = [r for r in kept if r["reason"] is None] or kept
     return max(pool, key=lambda r: r["loglik"])
 
 
@@ -595,6 +601,7 @@ def _restarts(ctx: _Context, init, n_init: int, k: int) -> list[dict]:
         return _split_runs(ctx, _best(smaller), k - 1)
     runs = []
     count = 1 if isinstance(init, MoEParams) else n_init
+    screen = ctx.screen_iter if count > 1 else None
     for i in range(count):
         if isinstance(init, MoEParams):
             params0, label = gate.prepare(init), "the given start"
@@ -608,7 +615,27 @@ def _restarts(ctx: _Context, init, n_init: int, k: int) -> list[dict]:
             params0 = params_from_responsibilities(design, resp, gate, ctx.var_floor)
             label = f"{'k-means' if init == 'kmeans' else 'random'} start {i + 1}/{count}"
         runs.append(ctx.run(params0, label if k == ctx.k else f"{label} with k={k}",
-                            dedupe=init == "kmeans"))
+                            dedupe=init == "kmeans", max_iter=screen))
+    return runs if screen is None else _continue_best(ctx, runs)
+
+
+def _continue_best(ctx: _Context, runs: list[dict]) -> list[dict]:
+    """Screened restarts: the best short run (by log-likelihood, among those that did
+    not fail) is run on to convergence; the others are marked ``screened_out`` and
+    are neither polished nor chosen (docs/performance.md, "Restarts")."""
+    best = _best(runs)
+    for run in runs:
+        run["screened_out"] = run is not best
+    if best["stopped_by"] == "max_iter" and ctx.max_iter > ctx.screen_iter:
+        more = ctx.run(best["params"], f"{best['label']}, run on",
+                       max_iter=ctx.max_iter - best["n_iter"])
+        # one run: the traces joined (the continuation's first entry repeats the
+        # short run's last) and the M-steps added
+        more.update(label=best["label"], n_iter=best["n_iter"] + more["n_iter"],
+                    trace=np.concatenate([best["trace"], more["trace"][1:]]),
+                    floor_hits=best["floor_hits"] + more["floor_hits"],
+                    screened_out=False)
+        runs = [more if run is best else run for run in runs]
     return runs
 
 
@@ -623,8 +650,8 @@ def fit_em(X, y, n_experts: int, gate: Gate | str | dict | None = None,
            stop: str = "relative", var_floor: float | None = None,
            init_scale: float | str = 1.0, accelerate: bool = False,
            polish: bool = True, gtol: float = 1e-8, sample_weight=None,
-           standardize: bool = False, verbose: int = 0, progress=None,
-           warn: bool = True) -> FitResult:
+           standardize: bool = False, screen_iter: int | None = None, verbose: int = 0,
+           progress=None, warn: bool = True) -> FitResult:
     """Fit a Gaussian mixture of experts by EM, keeping the best of ``n_init`` restarts.
 
     Parameters
@@ -654,6 +681,17 @@ default="kmeans"
         An explicit MoEParams starts from those parameters (in the units of X and y).
     n_init : int, default=1
         Number of restarts; the best final log-likelihood among successful fits wins.
+    screen_iter : int, optional
+        Screen the restarts (the "short runs" strategy, em-EM of Biernacki, Celeux
+        and Govaert 2003): each k-means, random or near-truth start runs
+        ``screen_iter`` EM iterations, and only the best of them is run on to
+        convergence and polished. The others keep the log-likelihood of their short
+        run in ``restart_logliks``. ``n_init`` restarts then cost about one fit plus
+        ``n_init * screen_iter`` iterations instead of ``n_init`` fits; how often the
+        screened fit is the full restarts' best is measured in docs/performance.md,
+        "Restarts". None (default): every restart runs to convergence and is
+        polished. The split starts of ``init="split"``/``"auto"`` are never
+        screened.
     tol : float, default=1e-6
         Stopping tolerance on the change of the log-likelihood.
     max_iter : int, default=2000
@@ -749,6 +787,8 @@ default="kmeans"
     if not (isinstance(init_scale, str) and init_scale == "published"):
         init_scale = check_positive_float(init_scale, "init_scale", allow_zero=True)
     gtol = check_positive_float(gtol, "gtol")
+    if screen_iter is not None:
+        screen_iter = check_positive_int(screen_iter, "screen_iter")
     verbose = check_positive_int(int(verbose) if isinstance(verbose, bool) else verbose,
                                  "verbose", minimum=0)
     n, d = X.shape
@@ -785,7 +825,7 @@ default="kmeans"
     report = (_Progress(n_runs + n_final * bool(polish), verbose, progress, k)
               if verbose or progress is not None else None)
     ctx = _Context(design, gate, rng, tol, max_iter, stop, var_floor / scaling.y_scale**2,
-                   accelerate, scaling, k, report, truth, init_scale)
+                   accelerate, scaling, k, report, truth, init_scale, screen_iter)
 
     start_time = time.perf_counter()
     # The products here are thin ((k, n) by (n, m)): threaded BLAS gains little and,
@@ -794,6 +834,8 @@ default="kmeans"
         runs = _restarts(ctx, init, n_init, k)
         if polish:
             for i, run in enumerate(runs):
+                if run.get("screened_out"):
+                    continue
                 if report is not None:
                     report.begin(f"polish {i + 1}/{len(runs)}")
                 _polish_run(run, ctx, gtol)
@@ -805,8 +847,9 @@ default="kmeans"
         run["params"] = scaling.to_original(run["params"], gate)
 
     # the best log-likelihood among fits that did not fail and are not degenerate
-    ok = [i for i, r in enumerate(runs) if r["reason"] is None]
-    pool = ok if ok else list(range(len(runs)))
+    kept = [i for i, r in enumerate(runs) if not r.get("screened_out")]
+    ok = [i for i in kept if runs[i]["reason"] is None]
+    pool = ok if ok else kept
     best = max(pool, key=lambda i: runs[i]["loglik"])
     r = runs[best]
     if warn:

@@ -45,6 +45,10 @@ default="auto"
         cost of about k**2 / 2 EM runs.
     n_init : int, default=5
         k-means restarts; the best log-likelihood wins.
+    screen_iter : int, optional
+        Screen the k-means restarts: each runs ``screen_iter`` EM iterations and only
+        the best is run on and certified (see :func:`gmoe.fit_em`); None runs every
+        restart to convergence.
     tol : float, default=1e-6
     max_iter : int, default=2000
     stop : {"relative", "per_sample"}, default="relative"
@@ -120,11 +124,13 @@ default="auto"
                  max_iter: int = 2000, stop: str = "relative", random_state=None,
                  truth: MoEParams | None = None, accelerate: bool = False,
                  polish: bool = True, gtol: float = 1e-8, var_floor: float | None = None,
-                 standardize: bool = True, verbose: int = 0):
+                 standardize: bool = True, screen_iter: int | None = None,
+                 verbose: int = 0):
         self.n_experts = n_experts
         self.gate = gate
         self.init = init
         self.n_init = n_init
+        self.screen_iter = screen_iter
         self.tol = tol
         self.max_iter = max_iter
         self.stop = stop
@@ -185,7 +191,8 @@ default="auto"
                                 stop=self.stop, accelerate=self.accelerate,
                                 polish=self.polish, gtol=self.gtol, var_floor=self.var_floor,
                                 sample_weight=sample_weight, standardize=self.standardize,
-                                verbose=self.verbose, progress=progress)
+                                screen_iter=self.screen_iter, verbose=self.verbose,
+                                progress=progress)
         finally:
             for w in caught:  # said where the user called fit (also when fit_em raised)
                 warnings.warn(w.message, w.category, stacklevel=2)

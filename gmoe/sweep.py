@@ -88,7 +88,8 @@ def fit_kwargs(cfg: SimConfig) -> dict:
                 stop=fit_cfg["stop"], init_scale=fit_cfg["init_scale"],
                 accelerate=fit_cfg.get("accelerate", False),
                 polish=fit_cfg.get("polish", False), gtol=fit_cfg.get("gtol", 1e-8),
-                var_floor=fit_cfg.get("var_floor"), warn=False)
+                var_floor=fit_cfg.get("var_floor"), screen_iter=fit_cfg.get("screen_iter"),
+                warn=False)
 
 
 def evaluation_x(cfg: SimConfig) -> np.ndarray:

@@ -433,3 +433,31 @@ def test_verbose_reports_each_run_and_every_hundred_iterations(paper_truth, caps
     assert lines[-1].startswith("gmoe fit_em (k=3): [4/4] polish 2/2")
     fit_em(X, y, 2, n_init=1, rng=0, warn=False)
     assert capsys.readouterr().err == ""
+
+
+def test_screened_restarts_run_only_the_best_short_run_on(paper_truth):
+    X, y = GaussianMoE(SoftmaxGate(), paper_truth).sample(3000, rng=5)
+    full = fit_em(X, y, 3, n_init=4, rng=1, warn=False)
+    screened = fit_em(X, y, 3, n_init=4, rng=1, screen_iter=5, warn=False)
+    # the chosen run went on from its short run: its trace never decreases and
+    # starts with the short run's
+    trace = screened.loglik_trace
+    assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:]))
+    assert screened.n_iter == trace.size - 1 > 5
+    # the other restarts stopped after 5 iterations, below the chosen one
+    others = np.delete(screened.restart_logliks, screened.best_restart)
+    assert np.all(others <= screened.loglik)
+    assert screened.certified is not None and screened.polished
+    # same starts as the full restarts: the screened fit is one of them (here the best)
+    assert screened.loglik == pytest.approx(max(full.restart_logliks), abs=1e-6)
+    with pytest.raises(ValueError, match="screen_iter"):
+        fit_em(X, y, 2, n_init=2, screen_iter=0)
+
+
+def test_screening_leaves_a_single_start_and_the_split_starts_alone(paper_truth):
+    X, y = GaussianMoE(SoftmaxGate(), paper_truth).sample(1500, rng=6)
+    one = fit_em(X, y, 2, rng=3, warn=False)
+    assert fit_em(X, y, 2, rng=3, screen_iter=3, warn=False).loglik == one.loglik
+    exact = fit_em(X, y, 2, n_init=3, rng=0, warn=False)
+    auto = fit_em(X, y, 3, init="auto", n_init=3, rng=0, screen_iter=3, warn=False)
+    assert auto.loglik >= exact.loglik - 1e-9 * abs(exact.loglik)
