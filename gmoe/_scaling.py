@@ -71,11 +71,15 @@ class Scaling:
         return cls(np.ones(d))
 
     @classmethod
-    def standardize(cls, X: np.ndarray, y: np.ndarray,
-                    weight: np.ndarray | None = None) -> Scaling:
+    def standardize(cls, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None,
+                    scale_x: bool = True) -> Scaling:
         """Each column of X divided by its (weighted) standard deviation (by its root
         mean square if it is constant, by 1 if it is 0); y centred and divided by
-        :func:`response_scale`."""
+        :func:`response_scale`. With ``scale_x=False`` (gates whose weights are not
+        invariant to rescaled covariates, ``Gate.rescales_x``) only y is standardised."""
+        if not scale_x:
+            return cls(np.ones(X.shape[1]), float(_weighted_mean(y, weight)),
+                       response_scale(y, weight)[0])
         mean = _weighted_mean(X, weight)
         sd = np.sqrt(_weighted_mean((X - mean) ** 2, weight))
         rms = np.sqrt(_weighted_mean(X * X, weight))

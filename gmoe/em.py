@@ -737,7 +737,9 @@ default="kmeans"
         map the parameters, the log-likelihood, the variance floor and the observed
         information back to the units of X and y. The fit is then scale-free:
         rescaling a covariate changes only its own slopes. ``MoERegressor`` does
-        this by default; sweeps do not (their data are in unit scale).
+        this by default; sweeps do not (their data are in unit scale). Gates whose
+        weights cannot be expressed in rescaled covariates (``rescales_x`` False:
+        Laplace, Gaussian) standardise y only.
     verbose : int, default=0
         1: one line on stderr per EM run and per polish (with the log-likelihood and
         the time so far); 2: also one line per 100 EM iterations.
@@ -816,7 +818,8 @@ default="kmeans"
     if warn:
         _warn_about_data(constant, y, n, k, d)
     rng = np.random.default_rng(rng)
-    scaling = Scaling.standardize(X, y, weight) if standardize else Scaling.none(d)
+    scaling = (Scaling.standardize(X, y, weight, scale_x=gate.rescales_x) if standardize
+               else Scaling.none(d))
     Xs, ys = scaling.data(X, y)
     design = Design(Xs, ys, weight)
     if isinstance(init, MoEParams):

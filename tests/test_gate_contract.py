@@ -333,3 +333,22 @@ def test_known_parameters_are_recovered_at_large_n(name, i):
     else:
         np.testing.assert_allclose(got.beta1, truth.beta1, atol=0.4)
         np.testing.assert_allclose(got.beta0, truth.beta0, atol=0.3)
+
+
+@pytest.mark.parametrize("name,i", CASES)
+def test_standardised_fit_is_the_same_fit_in_other_units(name, i):
+    gate, entry = _get(name, i)
+    truth = _prepared(gate, entry.truth(2))
+    X, y = GaussianMoE(gate, truth, x_law=_xlaw(gate, 2)).sample(3000, rng=4)
+    # other units: y -> 10 y + 2, and (unless the gate models X) x -> x * (3, 0.5)
+    scale = np.ones(2) if gate.models_x else np.array([3.0, 0.5])
+    X, y = X * scale, 10.0 * y + 2.0
+    start = truth.replace(a=10.0 * truth.a / scale, b=10.0 * truth.b + 2.0,
+                          var=100.0 * truth.var)
+    start = gate.rescale_x(start, scale) if gate.rescales_x else start
+    raw = fit_em(X, y, 2, gate=gate, init=start, warn=False)
+    std = fit_em(X, y, 2, gate=gate, init=start, standardize=True, warn=False)
+    assert raw.certified and std.certified and std.standardized
+    assert std.loglik == pytest.approx(raw.loglik, rel=1e-9)
+    np.testing.assert_allclose(gate.weights(X, std.params), gate.weights(X, raw.params),
+                               atol=1e-5)

@@ -179,6 +179,11 @@ class Gate(ABC):
         """Fill gate-specific fields (e.g. tau) of starting parameters; default: as is."""
         return params
 
+    #: False if :meth:`rescale_x` cannot express the gate in rescaled covariates
+    #: (Laplace: distances; Gaussian: the law of X): ``standardize=True`` then
+    #: standardises y only.
+    rescales_x: bool = True
+
     def rescale_x(self, params: MoEParams, scale: np.ndarray) -> MoEParams:
         """The same gate in covariates measured in other units, ``x' = x / scale``.
 

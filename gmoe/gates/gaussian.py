@@ -117,6 +117,7 @@ class GaussianGate(Gate):
     """
 
     name = "gaussian"
+    rescales_x = False
     symmetry = "intercept"
     exact_split = True
     #: the gate is a model of X: the likelihood is the joint one, X is drawn from it

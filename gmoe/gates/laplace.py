@@ -49,6 +49,7 @@ class LaplaceGate(SmoothGate):
     """
 
     name = "laplace"
+    rescales_x = False
     symmetry = "intercept"
     #: every step is capped: the objective is not concave in the centres
     max_step = 1.0
