@@ -519,7 +519,9 @@ class TopKGate(SmoothGate):
         log-likelihood, smooth there, is replaced by its second-order Taylor expansion
         at ``theta``. Trial points beyond ``R`` are evaluated exactly on all the data.
         The search's result is checked on the exact observed log-likelihood and kept
-        only if it is above ``state.value``, so the result is never below it.
+        only if it is above ``state.value``, so the result is never below it; when it
+        finds nothing, the same search runs once on the exact observed log-likelihood
+        from ``theta`` (so EM stops only where the exact search finds nothing).
 
         ``state`` is :meth:`_fresh_state` (or :meth:`_hard_state`) at ``theta``,
         ``surrogate`` a :meth:`_surrogate` already built, there or around a point
@@ -537,12 +539,30 @@ class TopKGate(SmoothGate):
                 fun, u0, method="Nelder-Mead",
                 options={"initial_simplex": simplex, "xatol": 0.2, "fatol": 1e-3,
                          "maxfev": self.polish_evals * m})
+        nfev = int(res.nfev)
         if np.all(np.isfinite(res.x)) and -res.fun > value:
             trial = center + T @ res.x
             hard = self._hard_value(trial, design, None, log_phi_T, k)
             if hard[0] > value:
-                return trial, int(res.nfev), hard
-        return theta, int(res.nfev), None
+                return trial, nfev, hard
+        # nothing found on the surrogate: the search on the exact observed
+        # log-likelihood from theta (what EM's stopping then relies on)
+
+        def exact(u):
+            return -self._observed_value(theta + T @ u, design, log_phi_T, k)
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            res = scipy.optimize.minimize(
+                exact, np.zeros(m), method="Nelder-Mead",
+                options={"initial_simplex": simplex - simplex[0], "xatol": 0.2,
+                         "fatol": 1e-3, "maxfev": self.polish_evals * m})
+        nfev += int(res.nfev)
+        if np.all(np.isfinite(res.x)) and -res.fun > value:
+            trial = theta + T @ res.x
+            hard = self._hard_value(trial, design, None, log_phi_T, k)
+            if hard[0] > value:
+                return trial, nfev, hard
+        return theta, nfev, None
 
     # ---------------------------------------------------------------- M-step
     def m_step(self, design, resp_T, params, log_w_T, log_phi_T=None):
