@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .gates import make_gate
-from .losses import TRANSLATIONS
 from .params import MoEParams
+from .settings import FitSettings, LossSettings, SettingError
 from .xlaws import make_xlaw
 
 __all__ = ["SimConfig", "load_config", "list_configs", "ConfigError", "METRICS"]
@@ -48,8 +48,20 @@ _HELLINGER_KEYS = {"n_x"}
 _DATA_KEYS = {"outliers", "outlier_scale"}
 
 
+#: Keys of ``[fit]`` written into the resolved table with their default (part of the hash).
+_FIT_DEFAULTED = ("init", "init_scale", "polish", "gtol", "n_init", "tol", "max_iter", "stop")
+
+
 class ConfigError(ValueError):
     """A malformed simulation config; the message names the offending key."""
+
+
+def _settings(cls, table: dict, prefix: str, name: str, **defaults):
+    """``cls.from_table(table)`` with its error re-worded to name the TOML key."""
+    try:
+        return cls.from_table(table, **defaults)
+    except SettingError as exc:
+        raise ConfigError(f"{_where(name)}key {prefix + exc.key!r}: {exc}") from None
 
 
 def _where(name: str) -> str:
@@ -215,36 +227,16 @@ class SimConfig:
         data["x"] = x
         fit = _require_table(data["fit"], "fit", name)
         _check_keys(fit, _FIT_KEYS, "fit.", name)
-        _int(fit.get("n_experts", 0), "fit.n_experts", name)
+        if "n_experts" not in fit:
+            raise ConfigError(f"{_where(name)}key 'fit.n_experts' is missing")
+        _int(fit["n_experts"], "fit.n_experts", name)
         fit["gate"] = _gate_spec(fit.get("gate", truth["gate"]), "fit.gate", name)
-        inits = ("near_truth", "kmeans", "random", "split", "auto")
-        if fit.get("init", "near_truth") not in inits:
-            raise ConfigError(f"{_where(name)}key 'fit.init' must be one of "
-                              + ", ".join(repr(i) for i in inits)
-                              + f", got {fit.get('init')!r}")
-        fit.setdefault("init", "near_truth")
-        if fit.setdefault("init_scale", 1.0) != "published":
-            _float(fit["init_scale"], "fit.init_scale", name, True, True)
-        # certified fits by default (defaulted into the table: results of uncertified
-        # runs made before this key existed have another hash and are not resumed)
-        if not isinstance(fit.setdefault("polish", True), bool):
-            raise ConfigError(f"{_where(name)}key 'fit.polish' must be true or false, "
-                              f"got {fit['polish']!r}")
-        _float(fit.setdefault("gtol", 1e-8), "fit.gtol", name, True)
-        if "var_floor" in fit:
-            _float(fit["var_floor"], "fit.var_floor", name, True)
-        if "screen_iter" in fit:    # not defaulted: configs without it keep their hash
-            _int(fit["screen_iter"], "fit.screen_iter", name)
-        _int(fit.setdefault("n_init", 1), "fit.n_init", name)
-        _float(fit.setdefault("tol", 1e-6), "fit.tol", name, True, True)
-        _int(fit.setdefault("max_iter", 2000), "fit.max_iter", name)
-        if fit.setdefault("stop", "relative") not in ("relative", "per_sample"):
-            raise ConfigError(f"{_where(name)}key 'fit.stop' must be 'relative' or "
-                              f"'per_sample', got {fit['stop']!r}")
-        # not defaulted into the table, so configs without it keep their hash
-        if not isinstance(fit.get("accelerate", False), bool):
-            raise ConfigError(f"{_where(name)}key 'fit.accelerate' must be true or false, "
-                              f"got {fit['accelerate']!r}")
+        settings = _settings(FitSettings, fit, "fit.", name, init="near_truth")
+        # the keys defaulted into the table (not accelerate, var_floor, screen_iter:
+        # configs without them keep their hash); polish is defaulted, so results of
+        # uncertified runs made before that key existed have another hash
+        for key in _FIT_DEFAULTED:
+            fit.setdefault(key, getattr(settings, key))
         _n_values(_require_table(data["n_grid"], "n_grid", name), name)
         metrics = data.setdefault("metrics", ["loss", "parameter_errors", "hellinger",
                                               "loglik", "n_iter", "converged", "seconds"])
@@ -253,18 +245,11 @@ class SimConfig:
                               + ", ".join(METRICS) + f"; got {metrics!r}")
         loss = _require_table(data.setdefault("loss", {}), "loss", name)
         _check_keys(loss, _LOSS_KEYS, "loss.", name)
-        if loss.setdefault("kind", "auto") not in ("auto", "exact", "over"):
-            raise ConfigError(f"{_where(name)}key 'loss.kind' must be 'auto', 'exact' or "
-                              f"'over', got {loss['kind']!r}")
-        if loss.setdefault("metric", "euclidean") not in ("euclidean", "l1"):
-            raise ConfigError(f"{_where(name)}key 'loss.metric' must be 'euclidean' or 'l1', "
-                              f"got {loss['metric']!r}")
-        # defaulted into the table: results of the old default ("infimum") have
-        # another hash and are not resumed under the new one
-        if loss.setdefault("translation", TRANSLATIONS[0]) not in TRANSLATIONS:
-            raise ConfigError(f"{_where(name)}key 'loss.translation' must be one of "
-                              + ", ".join(repr(t) for t in TRANSLATIONS)
-                              + f", got {loss['translation']!r}")
+        # every key defaulted into the table: results of the old default translation
+        # ("infimum") have another hash and are not resumed under the new one
+        settings = _settings(LossSettings, loss, "loss.", name)
+        for key in _LOSS_KEYS:
+            loss.setdefault(key, getattr(settings, key))
         # contaminated data (not defaulted into the table: configs without it keep
         # their hash); see gmoe.sweep.contaminate
         if "data" in data:
@@ -338,11 +323,46 @@ class SimConfig:
         return make_gate(self.raw["fit"]["gate"])
 
     @property
+    def n_experts(self) -> int:
+        """``fit.n_experts``: the number of experts fitted."""
+        return int(self.raw["fit"]["n_experts"])
+
+    @property
+    def fit_settings(self) -> FitSettings:
+        """The ``[fit]`` table's EM settings (``init`` defaults to ``"near_truth"``)."""
+        return FitSettings.from_table(self.raw["fit"], init="near_truth")
+
+    def fit_kwargs(self) -> dict:
+        """The keyword arguments of :func:`gmoe.fit_em` the config sets (all but
+        ``n_experts`` and ``rng``); a sweep's fits do not warn."""
+        return dict(gate=self.fit_gate, truth=self.truth_params, warn=False,
+                    **self.fit_settings.as_kwargs())
+
+    @property
+    def loss_settings(self) -> LossSettings:
+        """The ``[loss]`` table: kind, metric, translation."""
+        return LossSettings.from_table(self.raw["loss"])
+
+    @property
     def loss_kind(self) -> str:
-        kind = self.raw["loss"]["kind"]
-        if kind == "auto":
-            kind = "over" if self.fit["n_experts"] > self.truth_params.k else "exact"
-        return kind
+        """``loss.kind`` with ``"auto"`` resolved: ``"exact"`` or ``"over"``."""
+        return self.loss_settings.resolve_kind(self.n_experts, self.truth_params.k)
+
+    @property
+    def metrics(self) -> list[str]:
+        """The metrics the sweep records (see :data:`METRICS`)."""
+        return list(self.raw["metrics"])
+
+    @property
+    def hellinger_n_x(self) -> int:
+        """``hellinger.n_x``: covariate points over which density distances average."""
+        return int(self.raw["hellinger"]["n_x"])
+
+    @property
+    def contamination(self) -> tuple[float, float]:
+        """``(data.outliers, data.outlier_scale)``: ``(0.0, 10.0)`` without ``[data]``."""
+        table = self.raw.get("data", {})
+        return float(table.get("outliers", 0.0)), float(table.get("outlier_scale", 10.0))
 
     @property
     def theory(self) -> dict:

@@ -13,13 +13,7 @@ from ._design import Design
 from ._restarts import Progress as _Progress
 from ._restarts import start_key
 from ._scaling import Scaling, response_scale
-from ._validation import (
-    check_choice,
-    check_positive_float,
-    check_positive_int,
-    check_sample_weight,
-    check_X_y,
-)
+from ._validation import check_positive_int, check_sample_weight, check_X_y
 from .exceptions import (
     ConvergenceWarning,
     DegenerateFitWarning,
@@ -31,7 +25,6 @@ from .experts import expert_log_density_T, experts_m_step
 from .gates import Gate, SoftmaxGate, make_gate
 from .inference import ParamArrays, covariance, standard_errors, wald_intervals
 from .initialization import (
-    INITS,
     kmeans_responsibilities,
     near_truth_params,
     params_from_responsibilities,
@@ -46,12 +39,10 @@ from .likelihood import (
 from .model import GaussianMoE, joint_log_T
 from .params import MoEParams
 from .polish import polish as _polish
+from .settings import STOP_RULES, FitSettings
 
 __all__ = ["FitResult", "fit_em", "STOP_RULES"]
 
-#: ``"relative"``: |l_t - l_{t-1}| <= tol |l_t| (the published rule);
-#: ``"per_sample"``: |l_t - l_{t-1}| / n <= tol.
-STOP_RULES = ("relative", "per_sample")
 
 
 @dataclass
@@ -475,17 +466,12 @@ class _Context:
     design: Design
     gate: Gate
     rng: np.random.Generator
-    tol: float
-    max_iter: int
-    stop: str
-    var_floor: float
-    accelerate: bool
+    settings: FitSettings
+    var_floor: float        # in internal units (settings.var_floor is in the user's)
     scaling: Scaling
     k: int
     report: _Progress | None = None
     truth: MoEParams | None = None
-    init_scale: float | str = 1.0
-    screen_iter: int | None = None
     seen: dict = field(default_factory=dict)
 
     def run(self, params0: MoEParams, label: str, dedupe: bool = False,
@@ -503,9 +489,10 @@ class _Context:
             if report is not None:
                 report.step_done("the same partition as an earlier start: not run again")
             return run
-        run = _run_em(self.design, self.gate, params0, self.tol,
-                      self.max_iter if max_iter is None else max_iter, self.stop,
-                      self.var_floor, self.accelerate,
+        settings = self.settings
+        run = _run_em(self.design, self.gate, params0, settings.tol,
+                      settings.max_iter if max_iter is None else max_iter, settings.stop,
+                      self.var_floor, settings.accelerate,
                       offset=self.scaling.log_jacobian(self.design.total_weight),
                       var_unit=self.scaling.y_scale**2,
                       progress=None if report is None else report.iteration)
@@ -601,13 +588,14 @@ def _restarts(ctx: _Context, init, n_init: int, k: int) -> list[dict]:
         return _split_runs(ctx, _best(smaller), k - 1)
     runs = []
     count = 1 if isinstance(init, MoEParams) else n_init
-    screen = ctx.screen_iter if count > 1 else None
+    screen = ctx.settings.screen_iter if count > 1 else None
     for i in range(count):
         if isinstance(init, MoEParams):
             params0, label = gate.prepare(init), "the given start"
         elif init == "near_truth":
             params0 = ctx.scaling.to_internal(
-                gate.prepare(near_truth_params(ctx.truth, k, n, ctx.rng, ctx.init_scale)), gate)
+                gate.prepare(near_truth_params(ctx.truth, k, n, ctx.rng,
+                                             ctx.settings.init_scale)), gate)
             label = f"near-truth start {i + 1}/{count}"
         else:
             resp = (kmeans_responsibilities(X, y, k, ctx.rng) if init == "kmeans"
@@ -626,9 +614,10 @@ def _continue_best(ctx: _Context, runs: list[dict]) -> list[dict]:
     best = _best(runs)
     for run in runs:
         run["screened_out"] = run is not best
-    if best["stopped_by"] == "max_iter" and ctx.max_iter > ctx.screen_iter:
+    max_iter = ctx.settings.max_iter
+    if best["stopped_by"] == "max_iter" and max_iter > ctx.settings.screen_iter:
         more = ctx.run(best["params"], f"{best['label']}, run on",
-                       max_iter=ctx.max_iter - best["n_iter"])
+                       max_iter=max_iter - best["n_iter"])
         # one run: the traces joined (the continuation's first entry repeats the
         # short run's last) and the M-steps added
         more.update(label=best["label"], n_iter=best["n_iter"] + more["n_iter"],
@@ -644,14 +633,17 @@ def _continue_best(ctx: _Context, runs: list[dict]) -> list[dict]:
 VAR_FLOOR_SHARE = 1e-6
 
 
+_D = FitSettings  # the defaults of fit_em's settings are FitSettings'
+
+
 def fit_em(X, y, n_experts: int, gate: Gate | str | dict | None = None,
-           init: str | MoEParams = "kmeans", n_init: int = 1, tol: float = 1e-6,
-           max_iter: int = 2000, rng=None, truth: MoEParams | None = None, *,
-           stop: str = "relative", var_floor: float | None = None,
-           init_scale: float | str = 1.0, accelerate: bool = False,
-           polish: bool = True, gtol: float = 1e-8, sample_weight=None,
-           standardize: bool = False, screen_iter: int | None = None, verbose: int = 0,
-           progress=None, warn: bool = True) -> FitResult:
+           init: str | MoEParams = _D.init, n_init: int = _D.n_init, tol: float = _D.tol,
+           max_iter: int = _D.max_iter, rng=None, truth: MoEParams | None = None, *,
+           stop: str = _D.stop, var_floor: float | None = _D.var_floor,
+           init_scale: float | str = _D.init_scale, accelerate: bool = _D.accelerate,
+           polish: bool = _D.polish, gtol: float = _D.gtol, sample_weight=None,
+           standardize: bool = _D.standardize, screen_iter: int | None = _D.screen_iter,
+           verbose: int = 0, progress=None, warn: bool = True) -> FitResult:
     """Fit a Gaussian mixture of experts by EM, keeping the best of ``n_init`` restarts.
 
     Parameters
@@ -782,15 +774,10 @@ default="kmeans"
         X, y, weight = X[keep], y[keep], weight[keep]
     k = check_positive_int(n_experts, "n_experts")
     gate = SoftmaxGate() if gate is None else make_gate(gate)
-    n_init = check_positive_int(n_init, "n_init")
-    max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
-    tol = check_positive_float(tol, "tol", allow_zero=True)
-    check_choice(stop, "stop rule", STOP_RULES)
-    if not (isinstance(init_scale, str) and init_scale == "published"):
-        init_scale = check_positive_float(init_scale, "init_scale", allow_zero=True)
-    gtol = check_positive_float(gtol, "gtol")
-    if screen_iter is not None:
-        screen_iter = check_positive_int(screen_iter, "screen_iter")
+    settings = FitSettings(init=init, n_init=n_init, tol=tol, max_iter=max_iter, stop=stop,
+                           var_floor=var_floor, init_scale=init_scale, accelerate=accelerate,
+                           polish=polish, gtol=gtol, screen_iter=screen_iter,
+                           standardize=standardize)
     verbose = check_positive_int(int(verbose) if isinstance(verbose, bool) else verbose,
                                  "verbose", minimum=0)
     n, d = X.shape
@@ -803,7 +790,6 @@ default="kmeans"
         if init.k != k:
             raise ValueError(f"init has {init.k} experts but n_experts = {k}")
     else:
-        check_choice(init, "init", INITS)
         if init == "split" and k - 1 < gate.min_experts:
             raise ValueError(f"init='split' grows k = {k} experts from a fit with k - 1 = "
                              f"{k - 1}, but the gate selects K = {gate.min_experts} experts; use "
@@ -813,35 +799,35 @@ default="kmeans"
                 raise ValueError("init='near_truth' needs the true parameters: pass truth=")
             gate.check_params(truth, d=d)
     scale, constant = response_scale(y, weight)
-    var_floor = (VAR_FLOOR_SHARE * scale**2 if var_floor is None
-                 else check_positive_float(var_floor, "var_floor"))
+    var_floor = VAR_FLOOR_SHARE * scale**2 if var_floor is None else settings.var_floor
     if warn:
         _warn_about_data(constant, y, n, k, d)
     rng = np.random.default_rng(rng)
-    scaling = (Scaling.standardize(X, y, weight, scale_x=gate.rescales_x) if standardize
+    scaling = (Scaling.standardize(X, y, weight, scale_x=gate.rescales_x)
+               if settings.standardize
                else Scaling.none(d))
     Xs, ys = scaling.data(X, y)
     design = Design(Xs, ys, weight)
     if isinstance(init, MoEParams):
         init = scaling.to_internal(gate.prepare(init), gate)
-    n_runs, n_final = _count_runs(init, n_init, k, gate.min_experts)
-    report = (_Progress(n_runs + n_final * bool(polish), verbose, progress, k)
+    n_runs, n_final = _count_runs(init, settings.n_init, k, gate.min_experts)
+    report = (_Progress(n_runs + n_final * settings.polish, verbose, progress, k)
               if verbose or progress is not None else None)
-    ctx = _Context(design, gate, rng, tol, max_iter, stop, var_floor / scaling.y_scale**2,
-                   accelerate, scaling, k, report, truth, init_scale, screen_iter)
+    ctx = _Context(design, gate, rng, settings, var_floor / scaling.y_scale**2, scaling, k,
+                   report, truth)
 
     start_time = time.perf_counter()
     # The products here are thin ((k, n) by (n, m)): threaded BLAS gains little and,
     # on a loaded machine, spin-waiting threads make it 5-10x slower.
     with threadpool_limits(1, user_api="blas"):
-        runs = _restarts(ctx, init, n_init, k)
-        if polish:
+        runs = _restarts(ctx, init, settings.n_init, k)
+        if settings.polish:
             for i, run in enumerate(runs):
                 if run.get("screened_out"):
                     continue
                 if report is not None:
                     report.begin(f"polish {i + 1}/{len(runs)}")
-                _polish_run(run, ctx, gtol)
+                _polish_run(run, ctx)
                 if report is not None:
                     report.step_done(f"log-likelihood {run['loglik']:.8g}, "
                                      f"{'certified' if run['certified'] else 'not certified'}")
@@ -856,10 +842,10 @@ default="kmeans"
     best = max(pool, key=lambda i: runs[i]["loglik"])
     r = runs[best]
     if warn:
-        _warn_about_fit(r, polish, max_iter, tol, stop)
+        _warn_about_fit(r, settings)
         _warn_about_duplicates(r["params"])
     extra = {}
-    if polish and "certified" in r:
+    if settings.polish and "certified" in r:
         extra = {key: r[key] for key in ("grad_norm", "polish_gain", "polish_iter",
                                          "certified", "degenerate", "separated",
                                          "polish_message", "param_names")}
@@ -870,7 +856,7 @@ default="kmeans"
                      stopped_by=r["stopped_by"], n_samples=n,
                      restart_logliks=[run["loglik"] for run in runs], best_restart=best,
                      floor_hits=r["floor_hits"], seconds=seconds,
-                     em_loglik=r.get("em_loglik", r["loglik"]), polished=polish,
+                     em_loglik=r.get("em_loglik", r["loglik"]), polished=settings.polish,
                      var_floor=var_floor, standardized=not scaling.identity, **extra)
 
 
@@ -887,8 +873,9 @@ def _warn_about_data(constant: bool, y: np.ndarray, n: int, k: int, d: int) -> N
                       "experts", DegenerateFitWarning, stacklevel=3)
 
 
-def _warn_about_fit(r: dict, polish: bool, max_iter: int, tol: float, stop: str) -> None:
+def _warn_about_fit(r: dict, settings: FitSettings) -> None:
     """The warning the best run deserves, if any (see ``fit_em(warn=)``)."""
+    polish = settings.polish
     if r["reason"] is not None:
         warnings.warn(f"the fit failed or is degenerate: {r['reason']}",
                       DegenerateFitWarning, stacklevel=3)
@@ -902,8 +889,9 @@ def _warn_about_fit(r: dict, polish: bool, max_iter: int, tol: float, stop: str)
             warnings.warn(f"the fit is not a certified maximum: {message}",
                           ConvergenceWarning, stacklevel=3)
     elif not polish and not r["converged"]:
-        warnings.warn(f"EM did not converge in {max_iter} iterations (tol={tol}, "
-                      f"stop={stop!r}); increase max_iter or tol", ConvergenceWarning,
+        warnings.warn(f"EM did not converge in {settings.max_iter} iterations "
+                      f"(tol={settings.tol}, stop={settings.stop!r}); increase max_iter or "
+                      "tol", ConvergenceWarning,
                       stacklevel=3)
 
 
@@ -929,7 +917,7 @@ def _warn_about_duplicates(params: MoEParams) -> None:
                       "fewer experts", IdentifiabilityWarning, stacklevel=3)
 
 
-def _polish_run(run: dict, ctx: _Context, gtol: float) -> None:
+def _polish_run(run: dict, ctx: _Context) -> None:
     """Polish one EM result in place (see :mod:`gmoe.polish`); a failed run is left as is."""
     run["em_loglik"] = run["loglik"]
     if "copy_of" in run and "certified" in run["copy_of"]:  # the same EM result: polished
@@ -946,7 +934,8 @@ def _polish_run(run: dict, ctx: _Context, gtol: float) -> None:
     # certificate is per unit of weight
     per_row = design.total_weight / design.n
     try:
-        res = _polish(design, ctx.gate, run["params"], ctx.var_floor, gtol=gtol * per_row,
+        res = _polish(design, ctx.gate, run["params"], ctx.var_floor,
+                      gtol=ctx.settings.gtol * per_row,
                       sample_weight=design.weight,
                       information=ctx.gate.is_sparse(run["params"].k))
     except NotImplementedError as exc:  # a gate without free_state/free_score

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -11,6 +12,9 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from .em import fit_em
 from .gates import Gate, SoftmaxGate
 from .params import MoEParams
+from .settings import FitSettings
+
+_D = FitSettings  # the EM defaults; MoERegressor's own differ for init, n_init, standardize
 
 __all__ = ["MoERegressor"]
 
@@ -120,12 +124,12 @@ default="auto"
     """
 
     def __init__(self, n_experts: int = 2, gate: Gate | str | dict | None = None,
-                 init: str | MoEParams = "auto", n_init: int = 5, tol: float = 1e-6,
-                 max_iter: int = 2000, stop: str = "relative", random_state=None,
-                 truth: MoEParams | None = None, accelerate: bool = False,
-                 polish: bool = True, gtol: float = 1e-8, var_floor: float | None = None,
-                 standardize: bool = True, screen_iter: int | None = None,
-                 verbose: int = 0):
+                 init: str | MoEParams = "auto", n_init: int = 5, tol: float = _D.tol,
+                 max_iter: int = _D.max_iter, stop: str = _D.stop, random_state=None,
+                 truth: MoEParams | None = None, accelerate: bool = _D.accelerate,
+                 polish: bool = _D.polish, gtol: float = _D.gtol,
+                 var_floor: float | None = _D.var_floor, standardize: bool = True,
+                 screen_iter: int | None = _D.screen_iter, verbose: int = 0):
         self.n_experts = n_experts
         self.gate = gate
         self.init = init
@@ -156,6 +160,12 @@ default="auto"
         return tags
 
     # ------------------------------------------------------------------- fit
+    def _fit_settings(self) -> FitSettings:
+        """The constructor's EM settings, checked (a bad one raises in :meth:`fit`);
+        those it does not take (``init_scale``) keep FitSettings' defaults."""
+        names = [f.name for f in dataclasses.fields(FitSettings) if hasattr(self, f.name)]
+        return FitSettings(**{name: getattr(self, name) for name in names})
+
     def fit(self, X, y, sample_weight=None, *, progress=None) -> MoERegressor:
         """Fit by EM with restarts (and the polish); returns self.
 
@@ -186,13 +196,9 @@ default="auto"
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 result = fit_em(X, y, self.n_experts, gate=self.gate or SoftmaxGate(),
-                                init=self.init, n_init=self.n_init, tol=self.tol,
-                                max_iter=self.max_iter, rng=rng, truth=self.truth,
-                                stop=self.stop, accelerate=self.accelerate,
-                                polish=self.polish, gtol=self.gtol, var_floor=self.var_floor,
-                                sample_weight=sample_weight, standardize=self.standardize,
-                                screen_iter=self.screen_iter, verbose=self.verbose,
-                                progress=progress)
+                                rng=rng, truth=self.truth, sample_weight=sample_weight,
+                                verbose=self.verbose, progress=progress,
+                                **self._fit_settings().as_kwargs())
         finally:
             for w in caught:  # said where the user called fit (also when fit_em raised)
                 warnings.warn(w.message, w.category, stacklevel=2)

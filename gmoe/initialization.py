@@ -8,11 +8,11 @@ from ._design import Design
 from .experts import experts_m_step
 from .gates import Gate
 from .params import MoEParams
+from .settings import INITS
 
 __all__ = ["INITS", "near_truth_params", "kmeans_responsibilities",
            "random_responsibilities", "params_from_responsibilities"]
 
-INITS = ("near_truth", "kmeans", "random", "split", "auto")
 
 
 def near_truth_params(truth: MoEParams, k: int, n: int, rng, scale: float = 1.0,

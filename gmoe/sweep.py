@@ -79,22 +79,9 @@ def contaminate(y: np.ndarray, share: float, scale: float, rng) -> np.ndarray:
     return np.where(hit, wide, y)
 
 
-def fit_kwargs(cfg: SimConfig) -> dict:
-    """The keyword arguments of :func:`gmoe.fit_em` a config's ``[fit]`` table sets
-    (all but ``n_experts`` and ``rng``)."""
-    fit_cfg = cfg.fit
-    return dict(gate=cfg.fit_gate, init=fit_cfg["init"], n_init=fit_cfg["n_init"],
-                tol=fit_cfg["tol"], max_iter=fit_cfg["max_iter"], truth=cfg.truth_params,
-                stop=fit_cfg["stop"], init_scale=fit_cfg["init_scale"],
-                accelerate=fit_cfg.get("accelerate", False),
-                polish=fit_cfg.get("polish", False), gtol=fit_cfg.get("gtol", 1e-8),
-                var_floor=fit_cfg.get("var_floor"), screen_iter=fit_cfg.get("screen_iter"),
-                warn=False)
-
-
 def evaluation_x(cfg: SimConfig) -> np.ndarray:
     """The fixed covariate sample over which density distances are averaged."""
-    n_x = int(cfg.raw["hellinger"]["n_x"])
+    n_x = cfg.hellinger_n_x
     law = cfg.x_law
     if law.get_config()["name"] == "grid":
         return np.linspace(0.0, 1.0, n_x)[:, None]
@@ -113,17 +100,18 @@ def compute_metrics(cfg: SimConfig, fit, truth_model: GaussianMoE, X, y,
     from .density import hellinger
     from .losses import parameter_errors, voronoi_loss
 
-    metrics = cfg.raw["metrics"]
+    metrics = cfg.metrics
     out: dict = {}
     errors: dict = {}
     fitted = fit.model
-    translation = cfg.raw["loss"]["translation"]
+    translation = cfg.loss_settings.translation
+    metric = cfg.loss_settings.metric
     losses: dict = {}  # one loss per translation convention, computed once
 
     def loss_under(convention: str):
         if convention not in losses:
             losses[convention] = voronoi_loss(fitted, truth_model, kind=cfg.loss_kind,
-                                              metric=cfg.raw["loss"]["metric"],
+                                              metric=metric,
                                               translation=convention)
         return losses[convention]
 
@@ -141,7 +129,7 @@ def compute_metrics(cfg: SimConfig, fit, truth_model: GaussianMoE, X, y,
                 out["shift"] = np.atleast_1d(loss.shift).tolist()
             if "parameter_errors" in metrics:
                 out["parameter_errors"] = parameter_errors(
-                    fitted, truth_model, shift=loss, metric=cfg.raw["loss"]["metric"],
+                    fitted, truth_model, shift=loss, metric=metric,
                     kind=cfg.loss_kind).to_dict()
     # the loss under the other conventions, whatever is configured (docs/theory.md,
     # "Translation conventions"): "mass" has no cap, "infimum" is capped at the true
@@ -208,13 +196,11 @@ def run_task(cfg: SimConfig, task: Task, x_eval: np.ndarray) -> dict:
             truth = GaussianMoE(cfg.truth_gate, cfg.truth_params, cfg.x_law)
             data_rng = np.random.default_rng(data_seed)
             X, y = truth.sample(task.n, rng=data_rng)
-            data_cfg = cfg.raw.get("data", {})
             # the clean sample is drawn first: sub-sweeps with and without outliers
             # share it (common random numbers)
-            y = contaminate(y, float(data_cfg.get("outliers", 0.0)),
-                            float(data_cfg.get("outlier_scale", 10.0)), data_rng)
-            fit = fit_em(X, y, cfg.fit["n_experts"], rng=np.random.default_rng(fit_seed),
-                         **fit_kwargs(cfg))
+            y = contaminate(y, *cfg.contamination, data_rng)
+            fit = fit_em(X, y, cfg.n_experts, rng=np.random.default_rng(fit_seed),
+                         **cfg.fit_kwargs())
             record["fit_seconds"] = fit.seconds
             record["certified"] = fit.certified
             record["degenerate"] = fit.degenerate
@@ -224,7 +210,7 @@ def run_task(cfg: SimConfig, task: Task, x_eval: np.ndarray) -> dict:
                               polish_iter=fit.polish_iter, em_loglik=fit.em_loglik,
                               polish_message=fit.polish_message)
             record.update(compute_metrics(cfg, fit, truth, X, y, x_eval))
-            if "selection" in cfg.raw["metrics"]:
+            if "selection" in cfg.metrics:
                 # the number of experts chosen by each criterion (fits every smaller k)
                 from .selection.sweep import selection_record
                 record.update(selection_record(cfg, fit, truth, X, y, fit_seed))

@@ -90,10 +90,16 @@ def test_description_does_not_change_the_hash():
     (lambda d: d.update(reps=-3), "key 'reps' must be an integer >= 1, got -3"),
     (lambda d: d.update(reps="40"), "key 'reps' must be an integer"),
     (lambda d: d["fit"].update(n_experts=0), "key 'fit.n_experts'"),
-    (lambda d: d["fit"].update(tol="small"), "key 'fit.tol' must be a finite number"),
+    (lambda d: d["fit"].update(tol="small"),
+     "key 'fit.tol': tol must be a positive number, but got 'small'"),
+    (lambda d: d["fit"].pop("n_experts"), "key 'fit.n_experts' is missing"),
+    (lambda d: d["fit"].update(stop="abs"), "config 'softmax-exact': key 'fit.stop': unknown "
+                                            "stop rule 'abs'; expected one of 'relative', "
+                                            "'per_sample'"),
     (lambda d: d["fit"].update(init="nearby"), "key 'fit.init'"),
     (lambda d: d["fit"].update(learning_rate=1), "unknown key 'fit.learning_rate'"),
-    (lambda d: d["fit"].update(accelerate="yes"), "key 'fit.accelerate' must be true or false"),
+    (lambda d: d["fit"].update(accelerate="yes"),
+     "key 'fit.accelerate': accelerate must be True or False, but got 'yes'"),
     (lambda d: d["n_grid"].update(spacing="cubic"), "key 'n_grid.spacing'"),
     (lambda d: d["n_grid"].pop("num"), "key 'n_grid.num' is missing"),
     (lambda d: d["truth"].update(sd=[0.3, -0.4]), "key 'truth'.*'sd' must be finite and > 0"),
@@ -103,7 +109,8 @@ def test_description_does_not_change_the_hash():
     (lambda d: d.update(grid={"fit.n_experts": []}), "grid.fit.n_experts"),
     (lambda d: d.update(x={"name": "uniform", "d": 2}), "key 'x'"),
     (lambda d: d.update(loss={"translation": "both"}),
-     "key 'loss.translation' must be one of 'mass', 'infimum', 'none', got 'both'"),
+     "key 'loss.translation': unknown translation 'both'; expected one of 'mass', "
+     "'infimum', 'none'"),
 ])
 def test_malformed_configs_name_the_offending_key(mutate, match):
     data = base()

@@ -31,7 +31,6 @@ def selection_record(cfg, fit, truth_model, X, y, fit_seed) -> dict:
     """
     from ..em import fit_em
     from ..losses import voronoi_loss
-    from ..sweep import fit_kwargs
 
     out: dict = {"k_true": int(truth_model.params.k)}
     try:
@@ -43,9 +42,9 @@ def selection_record(cfg, fit, truth_model, X, y, fit_seed) -> dict:
         if k_true <= k_max:
             level = tree.level(k_true)
             out["loss_merged"] = voronoi_loss(level.model, truth_model, kind="exact",
-                                              translation=cfg.raw["loss"]["translation"]).value
+                                              translation=cfg.loss_settings.translation).value
         streams = fit_seed.spawn(k_max)
-        kw = fit_kwargs(cfg)
+        kw = cfg.fit_kwargs()
         fits = {k_max: fit}
         for k in range(1, k_max):
             fits[k] = fit_em(X, y, k, rng=np.random.default_rng(streams[k - 1]), **kw)
