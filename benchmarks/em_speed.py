@@ -14,7 +14,8 @@ import numpy as np
 
 from gmoe import GaussianMoE, MoEParams, SoftmaxGate, fit_em
 from gmoe._design import Design
-from gmoe.em import _run_em
+from gmoe._em_loop import _run_em
+from gmoe.settings import FitSettings
 
 
 def truth_for(k: int, d: int) -> MoEParams:
@@ -26,13 +27,13 @@ def truth_for(k: int, d: int) -> MoEParams:
 
 
 def time_iterations(X, y, truth, iters=30, repeats=5) -> float:
-    """Median ms per iteration of the EM loop, fixed iteration count (tol < 0 never stops)."""
+    """Median ms per iteration of the EM loop, fixed iteration count (tol = 0: no early stop)."""
     design = Design(X, y)
     gate = SoftmaxGate()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        run = _run_em(design, gate, truth, -1.0, iters, "relative", 1e-8)
+        run = _run_em(design, gate, truth, FitSettings(tol=0.0, max_iter=iters), 1e-8)
         times.append((time.perf_counter() - t0) / run["n_iter"])
     return 1e3 * float(np.median(times))
 

@@ -21,8 +21,9 @@ from threadpoolctl import threadpool_limits
 
 from gmoe import GaussianMoE, MoEParams, SoftmaxGate
 from gmoe._design import Design
-from gmoe.em import _run_em
+from gmoe._em_loop import _run_em
 from gmoe.gates import TopKGate
+from gmoe.settings import FitSettings
 
 TRUTH = MoEParams([0.5, -0.5, 0.0], [[2.0, 1.0], [-1.0, 2.0], [0.0, 0.0]],
                   [[1.0, -1.0], [-1.0, 1.0], [2.0, 2.0]], [-4.0, 0.0, 4.0], [0.09] * 3)
@@ -32,7 +33,7 @@ START = TRUTH.replace(b=TRUTH.b + 0.3, beta0=TRUTH.beta0 + np.array([0.3, -0.2, 
 def per_iteration(design, gate, iters: int) -> tuple[float, float]:
     """(ms per iteration, final log-likelihood) of ``iters`` EM iterations from START."""
     t0 = time.perf_counter()
-    run = _run_em(design, gate, START, -1.0, iters, "relative", 1e-8)
+    run = _run_em(design, gate, START, FitSettings(tol=0.0, max_iter=iters), 1e-8)
     return 1e3 * (time.perf_counter() - t0) / run["n_iter"], float(run["loglik"])
 
 

@@ -1,13 +1,31 @@
-"""Restart bookkeeping for :func:`gmoe.em.fit_em`: progress reports and repeated starts."""
+"""The EM runs of one fit (:func:`gmoe.em.fit_em`): the starts (k-means, random,
+near-truth, split, auto), screened restarts, repeated starts, the polish of each run
+and progress reports. Each run is a dict (``params``, ``loglik``, ``n_iter``,
+``converged``, ``trace``, ``reason``, ``stopped_by``, ``floor_hits``, and after the
+polish its certificate)."""
 
 from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._design import Design
+from ._em_loop import _run_em
+from ._scaling import Scaling
+from .gates import Gate
+from .initialization import (
+    kmeans_responsibilities,
+    near_truth_params,
+    params_from_responsibilities,
+    random_responsibilities,
+)
+from .likelihood import lazy_information
 from .params import MoEParams
+from .polish import polish as _polish
+from .settings import FitSettings
 
 
 def start_key(params: MoEParams) -> tuple:
@@ -18,7 +36,7 @@ def start_key(params: MoEParams) -> tuple:
     give the same experts (bit for bit) in another order. The key is the sorted
     rows ``(a, b, var)`` of the experts: a restart whose key was seen before starts
     from the same mixture relabelled, and EM (permutation-equivariant) ends at the same
-    fit, so :meth:`gmoe.em._Context.run` does not run it again (see
+    fit, so :meth:`_Context.run` does not run it again (see
     docs/performance.md, "Restarts").
     """
     rows = np.column_stack([params.a, params.b, params.var])
@@ -52,3 +70,217 @@ class Progress:
             self._line(f"[{self.done}/{self.total}] {self.label}: {text} ({elapsed:.1f} s)")
         if self.callback is not None:
             self.callback(self.done, self.total, self.label)
+
+
+@dataclass
+class _Context:
+    """Everything the EM runs of one fit share (internal units)."""
+
+    design: Design
+    gate: Gate
+    rng: np.random.Generator
+    settings: FitSettings
+    var_floor: float        # in internal units (settings.var_floor is in the user's)
+    scaling: Scaling
+    k: int
+    report: Progress | None = None
+    truth: MoEParams | None = None
+    seen: dict = field(default_factory=dict)
+
+    def run(self, params0: MoEParams, label: str, dedupe: bool = False,
+            max_iter: int | None = None) -> dict:
+        """One EM run from ``params0`` (internal units); with ``dedupe``, a start whose
+        experts repeat an earlier deduplicated start's (the same k-means partition,
+        relabelled) reuses that run (see :func:`start_key`).
+        ``max_iter`` overrides the fit's (the short runs of screened restarts)."""
+        report = self.report
+        if report is not None:
+            report.begin(label)
+        key = start_key(params0) if dedupe else None
+        if key in self.seen:
+            run = dict(self.seen[key], label=label, copy_of=self.seen[key])
+            if report is not None:
+                report.step_done("the same partition as an earlier start: not run again")
+            return run
+        run = _run_em(self.design, self.gate, params0, self.settings, self.var_floor,
+                      max_iter=max_iter,
+                      offset=self.scaling.log_jacobian(self.design.total_weight),
+                      var_unit=self.scaling.y_scale**2,
+                      progress=None if report is None else report.iteration)
+        run["label"] = label
+        if key is not None:
+            self.seen[key] = run
+        if report is not None:
+            state = ("converged" if run["converged"] else
+                     "FAILED" if run["stopped_by"] == "failure" else "max_iter")
+            report.step_done(f"log-likelihood {run['loglik']:.8g} after {run['n_iter']} "
+                             f"iterations ({state})")
+        return run
+
+
+def _best(runs: list[dict]) -> dict:
+    """The run with the highest log-likelihood among those that did not fail (and
+    were not screened out)."""
+    kept = [r for r in runs if not r.get("screened_out")] or runs
+    pool = [r for r in kept if r["reason"] is None] or kept
+    return max(pool, key=lambda r: r["loglik"])
+
+
+def _split_runs(ctx: _Context, base: dict, count: int) -> list[dict]:
+    """EM from ``base`` with one more expert: ``count`` of its experts split apart (all
+    of them in expert order, or those with the largest responsibility mass times
+    variance), plus its embedding (never below ``base`` when the gate's ``exact_split`` holds)."""
+    params = base["params"]
+    k = params.k
+    order = (range(k) if count >= k
+             else np.argsort(-np.asarray(base["spread"]), kind="stable")[:count])
+    starts = [(ctx.gate.split(params, int(j), ctx.rng, jitter=0.5),
+               f"expert {int(j)} of the {k}-expert fit split") for j in order]
+    starts.append((ctx.gate.split(params, int(np.argmax(params.beta0)), jitter=0.0),
+                   f"the {k}-expert fit embedded"))
+    return [ctx.run(ctx.gate.prepare(p0), label) for p0, label in starts]
+
+
+def _greedy(ctx: _Context, k: int) -> dict:
+    """The greedy k-expert fit: from the smallest fit the gate allows (one expert: the
+    weighted least-squares fit), add one expert at a time, each time splitting the
+    expert with the largest responsibility mass times variance."""
+    first = max(ctx.gate.min_experts, 1)
+    current = _best(_restarts(ctx, "kmeans", 1, first))
+    for _ in range(first, k):
+        current = _best(_split_runs(ctx, current, 1))
+    return current
+
+
+def _count_runs(init, n_init: int, k: int, min_experts: int) -> tuple[int, int]:
+    """``(EM runs, final runs)`` that :func:`_restarts` makes (final runs are polished)."""
+    if isinstance(init, MoEParams):
+        return 1, 1
+    if init == "auto":
+        if k == 1:
+            return 1, 1
+        if k - 1 < min_experts:
+            return n_init, n_init
+        final = n_init + min(n_init, k - 1) + 1
+        first = max(min_experts, 1)
+        return final + 1 + 2 * (k - 1 - first), final
+    if init == "split":
+        if k == 1:
+            return 1, 1
+        smaller = n_init if k == 2 else _count_runs("split", n_init, k - 1, min_experts)[0]
+        return smaller + k, k
+    return n_init, n_init
+
+
+def _restarts(ctx: _Context, init, n_init: int, k: int) -> list[dict]:
+    """Run EM from each of the starting points; one result dict per restart."""
+    gate, design = ctx.gate, ctx.design
+    X, y, n = design.X, design.y, design.n
+    if isinstance(init, str) and init == "auto":
+        if k == 1:  # one expert: a weighted least-squares fit, restarts are identical
+            return _restarts(ctx, "kmeans", 1, 1)
+        # k-means first, drawing from rng exactly as init="kmeans" with the same seed
+        own = _restarts(ctx, "kmeans", n_init, k)
+        if k - 1 < gate.min_experts:
+            # a top-K gate cannot have fewer experts than it selects: k-means starts only
+            return own
+        # then the greedy (k-1)-expert fit, a few of its experts split, and its exact
+        # embedding: never below that fit (dense gates), at a cost that grows like k
+        # EM runs with few experts instead of n_init k-means restarts at every k
+        return own + _split_runs(ctx, _greedy(ctx, k - 1), min(n_init, k - 1))
+    if isinstance(init, str) and init == "split":
+        if k == 1:
+            return _restarts(ctx, "kmeans", 1, 1)
+        # the (k-1)-expert fit, drawing from rng exactly as a fit_em call with the same
+        # init and seed would, so its best run is that call's result
+        smaller = _restarts(ctx, "split" if k > 2 else "kmeans", n_init, k - 1)
+        # every expert split apart, plus the exact embedding of the smaller fit: the
+        # best of these never ends below the (k-1)-expert fit (dense gates)
+        return _split_runs(ctx, _best(smaller), k - 1)
+    runs = []
+    count = 1 if isinstance(init, MoEParams) else n_init
+    screen = ctx.settings.screen_iter if count > 1 else None
+    for i in range(count):
+        if isinstance(init, MoEParams):
+            params0, label = gate.prepare(init), "the given start"
+        elif init == "near_truth":
+            params0 = ctx.scaling.to_internal(
+                gate.prepare(near_truth_params(ctx.truth, k, n, ctx.rng,
+                                             ctx.settings.init_scale)), gate)
+            label = f"near-truth start {i + 1}/{count}"
+        else:
+            resp = (kmeans_responsibilities(X, y, k, ctx.rng) if init == "kmeans"
+                    else random_responsibilities(n, k, ctx.rng))
+            params0 = params_from_responsibilities(design, resp, gate, ctx.var_floor)
+            label = f"{'k-means' if init == 'kmeans' else 'random'} start {i + 1}/{count}"
+        runs.append(ctx.run(params0, label if k == ctx.k else f"{label} with k={k}",
+                            dedupe=init == "kmeans", max_iter=screen))
+    return runs if screen is None else _continue_best(ctx, runs)
+
+
+def _continue_best(ctx: _Context, runs: list[dict]) -> list[dict]:
+    """Screened restarts: the best short run (by log-likelihood, among those that did
+    not fail) is run on to convergence; the others are marked ``screened_out`` and
+    are neither polished nor chosen (docs/performance.md, "Restarts")."""
+    best = _best(runs)
+    for run in runs:
+        run["screened_out"] = run is not best
+    max_iter = ctx.settings.max_iter
+    if best["stopped_by"] == "max_iter" and max_iter > ctx.settings.screen_iter:
+        more = ctx.run(best["params"], f"{best['label']}, run on",
+                       max_iter=max_iter - best["n_iter"])
+        # one run: the traces joined (the continuation's first entry repeats the
+        # short run's last) and the M-steps added
+        more.update(label=best["label"], n_iter=best["n_iter"] + more["n_iter"],
+                    trace=np.concatenate([best["trace"], more["trace"][1:]]),
+                    floor_hits=best["floor_hits"] + more["floor_hits"],
+                    screened_out=False)
+        runs = [more if run is best else run for run in runs]
+    return runs
+
+
+def _polish_run(run: dict, ctx: _Context) -> None:
+    """Polish one EM result in place (see :mod:`gmoe.polish`); a failed run is left as is."""
+    run["em_loglik"] = run["loglik"]
+    if "copy_of" in run and "certified" in run["copy_of"]:  # the same EM result: polished
+        run.update({key: val for key, val in run.pop("copy_of").items() if key != "label"})
+        return
+    if not np.isfinite(run["loglik"]):
+        run.update(certified=False, degenerate=False, separated=False, grad_norm=np.nan,
+                   polish_gain=0.0,
+                   polish_iter=0, polish_message="EM failed: not polished",
+                   information=None, param_names=[])
+        return
+    design, scaling = ctx.design, ctx.scaling
+    # the polish measures the score per sample (per row); with sample weights the
+    # certificate is per unit of weight
+    per_row = design.total_weight / design.n
+    try:
+        res = _polish(design, ctx.gate, run["params"], ctx.var_floor,
+                      gtol=ctx.settings.gtol * per_row,
+                      sample_weight=design.weight,
+                      information=ctx.gate.is_sparse(run["params"].k))
+    except NotImplementedError as exc:  # a gate without free_state/free_score
+        run.update(certified=False, degenerate=False, separated=False, grad_norm=np.nan,
+                   polish_gain=0.0, polish_iter=0, information=None, param_names=[],
+                   polish_message=f"not certifiable: the gate supplies no score ({exc})")
+        return
+    message = res.message
+    if res.degenerate:
+        # the floor in the user's units (the polish works in the fit's internal ones)
+        floored = ", ".join(map(str, np.flatnonzero(res.params.var
+                                                    <= ctx.var_floor * (1 + 1e-8))))
+        floor = ctx.var_floor * scaling.y_scale**2
+        message = f"degenerate: variance of expert(s) {floored} at the floor {floor:.3g}"
+    run.update(params=res.params,
+               loglik=res.loglik + scaling.log_jacobian(design.total_weight),
+               certified=res.certified, degenerate=res.degenerate,
+               separated=res.separated, grad_norm=res.grad_norm / per_row,
+               polish_gain=res.gain,
+               polish_iter=res.n_iter, polish_message=message,
+               information=lazy_information(res, design, ctx.gate),
+               param_names=res.names or [])
+    # the variance floor is judged at the polished point, not where EM stopped
+    if run["reason"] is None or run["reason"].startswith("degenerate variance"):
+        run["reason"] = (f"degenerate variance: expert(s) {floored} at the variance floor "
+                         f"{floor:.3g} (a collapsing component)" if res.degenerate else None)
