@@ -32,10 +32,11 @@ from .losses import (
 )
 from .model import GaussianMoE
 from .params import MoEParams
-from .plots import plot_failures, plot_rates, plot_sweep, rate_table
+from .plots import plot_failures, plot_rates, plot_sweep
 from .rates import RateFit, fit_rate
 from .selection import select_experts
 from .sweep import SweepResult, load_results, run_sweep
+from .tables import rate_table
 from .xlaws import Grid, Normal, Uniform, make_xlaw
 
 __version__ = "0.1.0"

@@ -22,12 +22,14 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(f"{self.prog}: {message}")
 
 
-def _default_out(name: str, quick: bool) -> Path:
-    return Path("results") / (name + ("-quick" if quick else ""))
+def _results_dir(args, command: str) -> Path:
+    """The results folder a command reads (``gmoe rates``, ``gmoe plot``)."""
+    from .records import RESULTS_FILE, has_results
 
-
-def _has_results(folder: Path) -> bool:
-    return (folder / "results.jsonl").exists() or (folder / "results.jsonl.gz").exists()
+    out = Path(args.dir)
+    if not has_results(out):
+        raise CLIError(f"gmoe {command}: no {RESULTS_FILE} in {out}")
+    return out
 
 
 def _cmd_list(args) -> int:
@@ -38,51 +40,21 @@ def _cmd_list(args) -> int:
     return 0
 
 
-def _write_rates(out_dir: Path, center: str) -> str:
-    from .plots import rate_table
-
-    table = rate_table(out_dir, center=center)
-    table.to_csv(out_dir / "rates.csv", index=False)
-    text = _format_rates(table)
-    (out_dir / "rates.txt").write_text(text + "\n")
-    return text
-
-
-def _format_rates(table) -> str:
-    lines = [f"{'sweep':18s} {'metric':14s} {'slope':>8s} {'95% CI':>20s} {'constant':>10s} "
-             f"{'theory':>7s}  agrees  failed  capped  uncert  degen   n-range"]
-    for row in table.itertuples():
-        ci = f"[{row.ci_low:.3f}, {row.ci_high:.3f}]"
-        theory = "" if row.theory != row.theory else f"{row.theory:g}"
-        agrees = {True: "yes", False: "NO", None: ""}.get(row.agrees, "")
-        label = row.label or "-"
-        capped = "" if row.capped != row.capped else f"{row.capped:.2f}"
-        uncert = "" if row.uncertified != row.uncertified else f"{row.uncertified:.2f}"
-        degen = "" if row.degenerate != row.degenerate else f"{row.degenerate:.2f}"
-        n_range = ("" if row.n_min != row.n_min
-                   else f"{row.n_min:.0f}-{row.n_max:.0f}")
-        lines.append(f"{label[:18]:18s} {row.metric:14s} {row.slope:8.3f} {ci:>20s} "
-                     f"{row.constant:10.4g} {theory:>7s}  {agrees:6s}  {row.failed:6.2f}  "
-                     f"{capped:>6s}  {uncert:>6s}  {degen:>5s}  {n_range:>8s}".rstrip())
-    lines.append("rates of certified fits (docs/theory.md, 'Certified fits and inference'); "
-                 "uncert = share not certified, degen = share with a variance at the floor; "
-                 "fitted on the n-range shown")
-    return "\n".join(lines)
-
-
 def _cmd_run(args) -> int:
     from .config import load_config
     from .plots import plot_sweep
+    from .records import results_folder
     from .sweep import run_sweep
+    from .tables import rate_table, write_rates
 
     configs = load_config(args.config, quick=args.quick)
-    out = Path(args.out) if args.out else _default_out(configs[0].name, args.quick)
+    out = Path(args.out) if args.out else results_folder(configs[0].name, args.quick)
     result = run_sweep(configs, out, n_jobs=args.n_jobs, resume=not args.no_resume,
                        quick=args.quick, progress=not args.no_progress, backend=args.backend,
                        scheduler=args.scheduler)
     # every file is written before anything is printed: a reader that goes away
     # (`gmoe run ... | head`) cannot leave the folder without its table or plots
-    rates = _write_rates(out, args.center)
+    rates = write_rates(out, rate_table(out, center=args.center))
     files = plot_sweep(out, center=args.center)
     print(result.summary())
     print(rates)
@@ -93,26 +65,22 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_rates(args) -> int:
-    from .plots import rate_table
+    from .tables import format_rates, rate_table
 
-    out = Path(args.dir)
-    if not _has_results(out):
-        raise CLIError(f"gmoe rates: no results.jsonl in {out}")
+    out = _results_dir(args, "rates")
     table = rate_table(out, metrics=args.metric or None, center=args.center)
     # rate_table gives every metric the results hold a row, and skips the others
     missing = [m for m in args.metric or [] if m not in set(table.get("metric", []))]
     if missing:
         raise CLIError(f"gmoe rates: no metric {missing[0]!r} in {out}")
-    print(_format_rates(table))
+    print(format_rates(table))
     return 0
 
 
 def _cmd_plot(args) -> int:
     from .plots import plot_sweep
 
-    out = Path(args.dir)
-    if not _has_results(out):
-        raise CLIError(f"gmoe plot: no results.jsonl in {out}")
+    out = _results_dir(args, "plot")
     for path in plot_sweep(out, metrics=args.metric or None, center=args.center,
                            dest=args.dest):
         print(f"plot: {path}")
@@ -341,11 +309,12 @@ def _cmd_repair(args) -> int:
 
 def _cmd_reproduce(args) -> int:
     from .reproduce import reproduce
+    from .tables import format_rates
 
     table = reproduce(quick=args.quick, n_jobs=args.n_jobs, out_root=Path(args.out),
                       figures=Path(args.figures) if args.figures else None,
                       names=args.name or None, progress=not args.no_progress)
-    print(_format_rates(table))
+    print(format_rates(table))
     return 0
 
 

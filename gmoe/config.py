@@ -251,7 +251,7 @@ class SimConfig:
         for key in _LOSS_KEYS:
             loss.setdefault(key, getattr(settings, key))
         # contaminated data (not defaulted into the table: configs without it keep
-        # their hash); see gmoe.sweep.contaminate
+        # their hash); see gmoe.tasks.contaminate
         if "data" in data:
             table = _require_table(data["data"], "data", name)
             _check_keys(table, _DATA_KEYS, "data.", name)

@@ -1,16 +1,24 @@
-"""Convergence-rate plots and rate tables."""
+"""Convergence-rate plots (the rate tables are :mod:`gmoe.tables`)."""
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .rates import fit_rate, loss_center
+from .tables import (
+    capped_share,
+    failed_share,
+    load_sweep,
+    metric_values,
+    theories,
+    uncertified_share,
+    verdict_range,
+)
 
-__all__ = ["plot_rates", "plot_failures", "rate_table", "plot_sweep", "METRIC_LABELS"]
+__all__ = ["plot_rates", "plot_failures", "plot_sweep", "METRIC_LABELS"]
 
 METRIC_LABELS = {
     "loss": "Voronoi loss",
@@ -57,161 +65,6 @@ def _loss_kind(df) -> str | None:
     return None
 
 
-def _load(results):
-    from .records import SWEEP_FILE, load_results
-
-    if isinstance(results, (str, Path)):
-        folder = Path(results)
-        meta_path = folder / SWEEP_FILE
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        return load_results(folder), meta
-    return results, {}
-
-
-def _theories(meta: dict) -> dict:
-    configs = meta.get("configs", [])
-    return dict(configs[0].get("theory", {})) if configs else {}
-
-
-def _share(df, column: str, test) -> float:
-    """Share of the rows whose ``column`` passes ``test`` (NaN if the column is absent)."""
-    if column not in df.columns or len(df) == 0:
-        return np.nan
-    return float(np.mean(test(df[column]).to_numpy(dtype=bool)))
-
-
-def _failed_share(df) -> float:
-    """Share of the fits that did not succeed."""
-    return _share(df, "status", lambda s: s != "ok")
-
-
-def _capped_share(df) -> float:
-    """Share of the losses at the translation infimum's cap."""
-    return _share(df, "loss_saturated", lambda s: s == True)  # noqa: E712
-
-
-def _uncertified_share(df) -> float:
-    """Share of the polished fits that are not certified maxima (NaN if not polished)."""
-    return _share(df, "certified", lambda s: s != True)  # noqa: E712
-
-
-def _degenerate_share(df) -> float:
-    """Share of the fits with a variance at the floor."""
-    return _share(df, "degenerate", lambda s: s == True)  # noqa: E712
-
-
-def _verdict_range(meta: dict) -> tuple[float, float]:
-    """The n-range the config declared for its verdicts (whole grid if none)."""
-    configs = meta.get("configs", [])
-    verdict = configs[0].get("verdict", {}) if configs else {}
-    return float(verdict.get("n_min", 0)), float(verdict.get("n_max", np.inf))
-
-
-def metric_values(part, metric: str, certified_only: bool = True) -> np.ndarray:
-    """A metric's values, NaN for fits that are not certified maxima.
-
-    Rates are rates of the maximum-likelihood estimate (docs/theory.md, "Certified
-    fits and inference"): with ``certified_only`` a fit the polish could not
-    certify (or a degenerate one) does not enter the rate. Results without the
-    ``certified`` column (unpolished sweeps) are used as they are; a sub-sweep in
-    which no fit is certified (top-K gates, whose maxima sit on selection
-    boundaries) uses its polished fits that did not fail.
-    """
-    import pandas as pd
-
-    values = pd.to_numeric(part[metric], errors="coerce").to_numpy(dtype=float)
-    if certified_only and "certified" in part.columns and part["certified"].notna().any():
-        certified = part["certified"].to_numpy() == True  # noqa: E712
-        if not certified.any():
-            # no fit could be certified (top-K maxima sit on selection boundaries):
-            # the polished fits that did not fail
-            certified = part["status"].to_numpy() == "ok"
-        values = np.where(certified, values, np.nan)
-    return values
-
-
-def rate_table(results, metrics=None, center: str = "median", theory: dict | None = None,
-               tolerance: float = 0.05, certified_only: bool = True):
-    """One row per (sub-sweep, metric): slope, 95% CI, constant, R^2, theory, agreement.
-
-    ``in_ci`` says whether the confidence interval contains the theoretical slope;
-    ``agrees`` also accepts a slope within ``tolerance`` of it, since the theoretical
-    rates hold up to log factors, which shift an empirical slope slightly while a
-    long n-grid makes its interval very narrow.
-
-    Parameters
-    ----------
-    results : DataFrame or path of a sweep folder
-    metrics : list of str, optional
-        Default: ``loss``, ``hellinger`` and every metric with a theoretical slope.
-    center : {"median", "mean_log", "mean", "q90"}
-    theory : dict, optional
-        Theoretical slopes by metric (default: the config's ``[theory]``).
-    tolerance : float, default=0.05
-    certified_only : bool, default=True
-        Fit the rates on certified fits only (see :func:`metric_values`).
-
-    Returns
-    -------
-    DataFrame
-        Columns ``sub, label, metric, theory, slope, ci_low, ci_high, constant, r2,
-        n_points, note, in_ci, agrees``, plus ``n_min``/``n_max`` (the n-range the
-        config declared for its verdicts, ``verdict.n_min``/``n_max``; the whole grid
-        if none), ``uncertified`` (the share of fits that are not certified maxima,
-        and ``uncertified_max_n`` its largest value at one n), ``degenerate`` (a
-        variance at the floor), ``failed`` (the share of the sub-sweep's
-        fits that did not succeed, e.g. a degenerate variance) and ``capped`` (for the
-        loss: the share of losses at the translation infimum's cap, see
-        :func:`gmoe.losses.voronoi_loss`).
-    """
-    import pandas as pd
-
-    df, meta = _load(results)
-    theory = _theories(meta) if theory is None else theory
-    if metrics is None:
-        metrics = [m for m in dict.fromkeys(["loss", "loss_mass", "hellinger", *theory])
-                   if m in df.columns]
-    rows = []
-    n_min, n_max = _verdict_range(meta)
-    for (sub, label), part in df.groupby(["sub", "label"], sort=True, dropna=False):
-        by_n = part.groupby("n")
-        for metric in metrics:
-            if metric not in part.columns:
-                continue
-            values = metric_values(part, metric, certified_only)
-            n = part["n"].to_numpy(dtype=float)
-            inside = (n >= n_min) & (n <= n_max)
-            uncertified = by_n.apply(_uncertified_share)
-            row = {"sub": sub, "label": label if isinstance(label, str) else "",
-                   "metric": metric, "theory": theory.get(metric, np.nan),
-                   "failed": _failed_share(part),
-                   "uncertified": _uncertified_share(part),
-                   "uncertified_max_n": float(uncertified.max()) if len(uncertified) else np.nan,
-                   "degenerate": _degenerate_share(part),
-                   "capped": _capped_share(part) if metric == "loss" else np.nan,
-                   "n_min": float(n[inside].min()) if inside.any() else np.nan,
-                   "n_max": float(n[inside].max()) if inside.any() else np.nan}
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    fit = fit_rate(n[inside], values[inside], center=center)
-            except ValueError as exc:
-                row.update(slope=np.nan, ci_low=np.nan, ci_high=np.nan, constant=np.nan,
-                           r2=np.nan, n_points=0, note=str(exc))
-            else:
-                row.update(slope=fit.slope, ci_low=fit.ci_low, ci_high=fit.ci_high,
-                           constant=fit.constant, r2=fit.r2, n_points=fit.n_points,
-                           note=f"{fit.n_excluded} n excluded" if fit.n_excluded else "")
-            t = row["theory"]
-            if np.isfinite(t) and np.isfinite(row["slope"]):
-                row["in_ci"] = bool(row["ci_low"] <= t <= row["ci_high"])
-                row["agrees"] = row["in_ci"] or abs(row["slope"] - t) <= tolerance
-            else:
-                row["in_ci"] = row["agrees"] = None
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def plot_rates(results, metric: str = "loss", center: str = "median", band: str = "quantile",
                theory: float | None = None, ax=None, title: str | None = None,
                verdict: tuple | None = None):
@@ -246,12 +99,12 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    df, meta = _load(results)
+    df, meta = load_sweep(results)
     if metric not in df.columns:
         raise ValueError(f"no metric {metric!r} in the results; available: "
                          + ", ".join(c for c in df.columns if df[c].dtype.kind == "f"))
     if theory is None:
-        theory = _theories(meta).get(metric)
+        theory = theories(meta).get(metric)
     kind = _loss_kind(df)
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.4, 4.6))
@@ -286,7 +139,7 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
                     elinewidth=0.8, capsize=0,
                     label=f"{name}: {shown} of the replications, bars {bars}")
         n_all = part["n"].to_numpy(dtype=float)
-        n_min, n_max = _verdict_range(meta) if verdict is None else verdict
+        n_min, n_max = verdict_range(meta) if verdict is None else verdict
         inside = (n_all >= n_min) & (n_all <= n_max)
         try:
             with warnings.catch_warnings():
@@ -389,7 +242,7 @@ def plot_failures(results, ax=None, title: str | None = None):
     """
     import matplotlib.pyplot as plt
 
-    df, meta = _load(results)
+    df, meta = load_sweep(results)
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.4, 4.0))
     else:
@@ -401,15 +254,15 @@ def plot_failures(results, ax=None, title: str | None = None):
         name = label if isinstance(label, str) and label else "fits"
         by_n = part.groupby("n")
         ns = np.array(sorted(by_n.groups))
-        failed = by_n.apply(_failed_share).to_numpy()
+        failed = by_n.apply(failed_share).to_numpy()
         ax.plot(ns, failed, "o-", ms=3.5, color=color,
                 label=f"{name}: failed fits (degenerate included)")
         if "certified" in part.columns and part["certified"].notna().any():
-            uncertified = by_n.apply(_uncertified_share).to_numpy()
+            uncertified = by_n.apply(uncertified_share).to_numpy()
             ax.plot(ns, uncertified, "^:", ms=3.5, color=color,
                     label=f"{name}: not certified (incl. degenerate)")
         if "loss_saturated" in part.columns:
-            capped = by_n.apply(_capped_share).to_numpy()
+            capped = by_n.apply(capped_share).to_numpy()
             ax.plot(ns, capped, "s--", ms=3, color=color, alpha=0.7,
                     label=f"{name}: capped losses")
     ax.set_xscale("log")
@@ -435,11 +288,11 @@ def plot_sweep(out_dir, metrics=None, center: str = "median", formats=("png", "p
 
     matplotlib.use("Agg")
 
-    df, meta = _load(out_dir)
-    theory = _theories(meta)
+    df, meta = load_sweep(out_dir)
+    theory = theories(meta)
     # the failures figure goes with the default set of figures only
-    failures = metrics is None and (_failed_share(df) > 0 or _capped_share(df) > 0
-                                    or _uncertified_share(df) > 0)
+    failures = metrics is None and (failed_share(df) > 0 or capped_share(df) > 0
+                                    or uncertified_share(df) > 0)
     default = metrics is None
     metrics = default_metrics(df, theory) if metrics is None else metrics
     dest = Path(out_dir) if dest is None else Path(dest)
@@ -450,7 +303,7 @@ def plot_sweep(out_dir, metrics=None, center: str = "median", formats=("png", "p
     for metric in metrics:
         # the results are loaded once, not once per metric
         fig = plot_rates(df, metric, center=center, theory=theory.get(metric),
-                         verdict=_verdict_range(meta),
+                         verdict=verdict_range(meta),
                          title=f"{name}: {_metric_label(metric, kind, _translation(df))}")
         written += _save(fig, dest / f"{name}_{metric}", formats)
     if failures:

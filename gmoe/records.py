@@ -16,7 +16,6 @@ This module is the only one that writes, reads, flattens and repairs these files
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import socket
@@ -25,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from ._json import jsonable as _jsonable
 
 try:  # POSIX; elsewhere a folder is not locked
     import fcntl
@@ -46,12 +45,27 @@ __all__ = [
     "RepairReport",
     "read_records",
     "load_results",
+    "results_folder",
+    "has_results",
     "repair_results",
 ]
 
 RESULTS_FILE = "results.jsonl"
 SWEEP_FILE = "sweep.json"
 LOCK_FILE = ".lock"
+
+
+def results_folder(name: str, quick: bool = False, root="results") -> Path:
+    """Where ``gmoe run`` and ``gmoe reproduce`` write a config's results by default:
+    ``root/NAME``, or ``root/NAME-quick`` for its ``[quick]`` profile."""
+    return Path(root) / (name + ("-quick" if quick else ""))
+
+
+def has_results(folder) -> bool:
+    """Whether ``folder`` holds a results file (``results.jsonl`` or its archived
+    ``results.jsonl.gz``)."""
+    path = Path(folder) / RESULTS_FILE
+    return path.exists() or path.with_name(RESULTS_FILE + ".gz").exists()
 
 
 class ResultsFolderError(Exception):
@@ -76,23 +90,6 @@ class DamagedResultsError(ResultsFolderError, ValueError):
 
 class DuplicateRecordsWarning(UserWarning):
     """The results file holds some task more than once (e.g. two writers at once)."""
-
-
-def _jsonable(value):
-    """``value`` with numpy scalars and arrays as plain Python, non-finite floats as None."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    return value
 
 
 def _not_writable(exc: OSError, folder: Path) -> ResultsNotWritableError:
@@ -441,7 +438,7 @@ def load_results(out_dir):
     import pandas as pd
 
     path = Path(out_dir) / RESULTS_FILE
-    if not path.exists() and not path.with_name(RESULTS_FILE + ".gz").exists():
+    if not has_results(out_dir):
         raise FileNotFoundError(f"no {RESULTS_FILE} (or {RESULTS_FILE}.gz) in {out_dir}")
     rows = [_flatten(r) for r in _unique(read_records(path), path)]
     df = pd.DataFrame(rows)

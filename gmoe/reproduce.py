@@ -6,8 +6,10 @@ import shutil
 from pathlib import Path
 
 from .config import list_configs
-from .plots import plot_sweep, rate_table
+from .plots import plot_sweep
+from .records import results_folder
 from .sweep import run_sweep
+from .tables import rate_table, write_rates
 
 __all__ = ["reproduce"]
 
@@ -22,7 +24,8 @@ def reproduce(quick: bool = False, n_jobs: int = -1, out_root: Path | str = "res
         Use each config's ``[quick]`` profile.
     n_jobs : int, default=-1
     out_root : path, default="results"
-        Each config writes to ``out_root/NAME[-quick]``.
+        Each config writes to ``out_root/NAME[-quick]`` (its results, ``rates.csv``,
+        ``rates.txt`` and figures).
     figures : path, optional
         Also copy the PNG/PDF figures and a compact ``NAME.rates.csv`` there.
     names : list of str, optional
@@ -38,11 +41,11 @@ def reproduce(quick: bool = False, n_jobs: int = -1, out_root: Path | str = "res
     names = list(list_configs()) if names is None else list(names)
     tables = []
     for name in names:
-        out = Path(out_root) / (name + ("-quick" if quick else ""))
+        out = results_folder(name, quick, out_root)
         run_sweep(name, out, quick=quick, n_jobs=n_jobs, progress=progress)
         table = rate_table(out)
         table.insert(0, "config", name)
-        table.to_csv(out / "rates.csv", index=False)
+        write_rates(out, table)
         tables.append(table)
         files = plot_sweep(out)
         if figures is not None:

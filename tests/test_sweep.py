@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-import gmoe.sweep as sweep_mod
+import gmoe.tasks as tasks_mod
 from gmoe.config import read_config
 from gmoe.sweep import RESULTS_FILE, ResultsMismatchError, load_results, run_sweep
 
@@ -67,14 +67,14 @@ def test_results_of_another_config_are_refused(tmp_path):
 
 
 def test_a_task_that_raises_is_recorded_and_the_sweep_completes(tmp_path, monkeypatch):
-    real = sweep_mod.fit_em
+    real = tasks_mod.fit_em
 
     def flaky(X, y, *args, **kwargs):
         if len(y) == 200:
             raise FloatingPointError("boom")
         return real(X, y, *args, **kwargs)
 
-    monkeypatch.setattr(sweep_mod, "fit_em", flaky)
+    monkeypatch.setattr(tasks_mod, "fit_em", flaky)
     result = run_sweep(small_config(), tmp_path, n_jobs=1, progress=False)
     assert result.n_failed == 2
     df = load_results(tmp_path)
@@ -151,7 +151,7 @@ def test_archived_gz_results_load_and_plot_like_the_original(tmp_path):
 def test_rate_table_agreement_allows_log_factors_but_not_wrong_rates():
     import pandas as pd
 
-    from gmoe.plots import rate_table
+    from gmoe.tables import rate_table
 
     rng = np.random.default_rng(0)
     n = np.repeat(np.geomspace(100, 1e5, 40).round(), 40)
@@ -167,7 +167,8 @@ def test_rate_table_agreement_allows_log_factors_but_not_wrong_rates():
 def test_rate_table_counts_failed_fits_and_capped_losses_and_plots_them(tmp_path):
     import pandas as pd
 
-    from gmoe.plots import plot_failures, plot_sweep, rate_table
+    from gmoe.plots import plot_failures, plot_sweep
+    from gmoe.tables import rate_table
 
     n = np.repeat([100, 1000, 10000, 100000], 4)
     status = np.where(np.arange(n.size) % 4 == 0, "failed", "ok")  # 1 in 4 fails
@@ -210,7 +211,7 @@ def test_compute_metrics_records_the_configured_translation_and_both_others(tran
 
     from gmoe import GaussianMoE, MoEParams
     from gmoe.config import expand
-    from gmoe.sweep import compute_metrics
+    from gmoe.tasks import compute_metrics
 
     data = small_config()
     data["fit"]["n_experts"] = 3
