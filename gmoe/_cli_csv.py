@@ -1,0 +1,126 @@
+"""The command line's one-line errors, and its reader of CSV files of numbers
+(``gmoe fit``, ``gmoe select``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["CLIError", "read_table"]
+
+
+class CLIError(Exception):
+    """An error to print as one line, exit code 2."""
+
+
+def _column_name(name, header: bool) -> str:
+    """How a message names a column: 'x2' with a header, 2 (from 0) without."""
+    return f"column {name!r}" if header else f"column {name}"
+
+
+def _find_column(spec: str, columns: list, header: bool, option: str, path: Path):
+    """The column that ``--y`` or ``--index-col`` names: a header name, or a position."""
+    if spec in columns:
+        return spec
+    if spec.isdigit() and int(spec) < len(columns):
+        return columns[int(spec)]
+    shown = ", ".join(map(str, columns)) if header else f"0 to {len(columns) - 1}"
+    raise CLIError(f"gmoe fit: no column {spec!r} in {path} ({option}); columns: {shown}")
+
+
+def read_table(path: Path, header: bool, index_col: str | None, y_col: str | None):
+    """Read a CSV of numbers with pandas: (X, y, feature names, response name).
+
+    Every cell must be a finite number; the first one that is not is reported with its
+    line in the file and its column, as one line.
+    """
+    import numpy as np
+    import pandas as pd
+
+    try:
+        # every cell as text: the checks below can then name what they found
+        table = pd.read_csv(path, header=0 if header else None, dtype=str,
+                            keep_default_na=False, na_filter=False, skip_blank_lines=False,
+                            skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise CLIError(f"gmoe fit: {path} is empty") from None
+    except pd.errors.ParserError as exc:
+        detail = " ".join(str(exc).split())
+        raise CLIError(f"gmoe fit: cannot read {path} as CSV: {detail}") from None
+    except UnicodeDecodeError:
+        raise CLIError(f"gmoe fit: {path} is not a text (UTF-8) CSV file") from None
+    columns = list(table.columns)
+    if not header:
+        table.columns = columns = [str(c) for c in columns]
+    first_line = 2 if header else 1  # the file line of the first data row
+    # blank lines at the end are harmless; elsewhere they are reported below
+    filled = (table.fillna("").apply(lambda c: c.str.strip()) != "").any(axis=1).to_numpy()
+    last = np.flatnonzero(filled)
+    table = table.iloc[: last[-1] + 1 if last.size else 0]
+    if table.empty:
+        raise CLIError(f"gmoe fit: {path} has no data rows"
+                       + (" below its header" if header else ""))
+    if header:
+        _check_header(path, columns, index_col)
+    if index_col is not None:
+        table = table.drop(columns=_find_column(index_col, columns, header, "--index-col",
+                                                path))
+        columns = list(table.columns)
+    blank = np.flatnonzero(~filled[: len(table)])
+    if blank.size:
+        raise CLIError(f"gmoe fit: {path}, line {blank[0] + first_line} is blank")
+    ycol = columns[-1] if y_col is None else _find_column(y_col, columns, header, "--y", path)
+    xcols = [c for c in columns if c != ycol]
+    if not xcols:
+        raise CLIError(f"gmoe fit: {path} needs at least one feature column besides "
+                       f"{_column_name(ycol, header)}")
+    values = _numbers(table, path, header, first_line)
+    X = values[xcols].to_numpy(dtype=float)
+    y = values[ycol].to_numpy(dtype=float)
+    if not header:
+        return X, y, [f"column {c}" for c in xcols], f"column {ycol}"
+    return X, y, [str(c) for c in xcols], str(ycol)
+
+
+def _check_header(path: Path, columns: list, index_col: str | None) -> None:
+    """Refuse a header that is data (a file without one) or has unnamed columns."""
+    import pandas as pd
+
+    as_numbers = pd.to_numeric(pd.Series(columns, dtype=str).str.strip(), errors="coerce")
+    if as_numbers.notna().all():
+        shown = ", ".join(str(c)[:12] for c in columns[:3]) + (", ..." if len(columns) > 3
+                                                                else "")
+        raise CLIError(f"gmoe fit: the first line of {path} ({shown}) looks like data, not "
+                       "column names; pass --no-header if the file has no header")
+    for pos, name in enumerate(columns):
+        if str(name).startswith("Unnamed: ") and index_col not in (str(pos), name):
+            if pos == 0:
+                raise CLIError(f"gmoe fit: the first column of {path} has no name, as "
+                               "pandas' to_csv writes the row index; pass --index-col 0 "
+                               "to use it as row labels")
+            raise CLIError(f"gmoe fit: column {pos} (from 0) of {path} has no name in the "
+                           "header")
+
+
+def _numbers(table, path: Path, header: bool, first_line: int):
+    """The table as floats; a cell that is not a finite number is reported, as one line."""
+    import numpy as np
+    import pandas as pd
+
+    text = table.fillna("").apply(lambda c: c.str.strip())
+    values = text.apply(lambda c: pd.to_numeric(c, errors="coerce")).astype(float)
+    bad = ~np.isfinite(values.to_numpy())
+    if not bad.any():
+        return values
+    row, col = np.argwhere(bad)[0]  # the first in reading order: by line, then column
+    raw = text.iat[row, col]
+    if raw == "":
+        what = "the cell is empty"
+    elif np.isnan(values.iat[row, col]) and raw.lower() not in ("nan", "+nan", "-nan"):
+        shown = raw if len(raw) <= 30 else raw[:27] + "..."
+        what = f"{shown!r} is not a number"
+    else:
+        what = f"{raw!r} is not a finite number"
+    more = int(bad.sum()) - 1
+    rest = f" (and {more} more such cell{'s' if more > 1 else ''})" if more else ""
+    raise CLIError(f"gmoe fit: {path}, line {row + first_line}, "
+                   f"{_column_name(table.columns[col], header)}: {what}{rest}")
