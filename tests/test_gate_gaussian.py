@@ -307,11 +307,16 @@ def test_gate_cov_is_validated_and_carried_through_params():
     assert make_gate({"name": "gaussian", "cov_floor": 1e-8}).cov_floor == 1e-8
 
 
-def test_standardized_fits_are_refused_with_a_clear_message():
+def test_standardized_fits_standardise_y_only_and_x_is_never_rescaled():
     gate = GaussianGate()
+    assert not gate.rescales_x
     X, y = GaussianMoE(gate, _truth(1)).sample(300, rng=0)
+    raw = fit_em(X, y, 2, gate=gate, rng=0, warn=False)
+    std = fit_em(X, y, 2, gate=gate, rng=0, standardize=True, warn=False)
+    assert std.standardized and std.loglik == pytest.approx(raw.loglik, rel=1e-8)
+    # the gate's own rescaling is refused with a clear message
     with pytest.raises(ValueError, match="standardize=False"):
-        fit_em(X, y, 2, gate=gate, standardize=True, warn=False)
+        gate.rescale_x(std.params, np.array([2.0]))
 
 
 def test_a_gate_without_a_score_is_reported_as_not_certifiable():
