@@ -84,3 +84,26 @@ def check_sample_weight(sample_weight, n: int):
     if not np.any(w > 0):
         raise ValueError("sample_weight is 0 for every sample: nothing to fit")
     return None if np.all(w == 1.0) else w
+
+
+def build_from_spec(spec, registry: dict, base: type, what: str):
+    """An object of ``registry`` from an instance of ``base`` (returned as is), a name,
+    or a dict ``{"name": ..., **kwargs}``; ``what`` names the kind ("a gate"). Raises
+    ValueError for a malformed spec, an unknown name or arguments the class refuses."""
+    if isinstance(spec, base):
+        return spec
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    noun = what.split(" ", 1)[1]
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ValueError(f"{what} is given as {'an' if base.__name__[0] in 'AEIOUX' else 'a'} "
+                         f"{base.__name__}, a name or a dict with 'name'; got {spec!r}")
+    kwargs = dict(spec)
+    name = kwargs.pop("name")
+    if name not in registry:
+        raise ValueError(f"unknown {noun} {name!r}; expected one of "
+                         + ", ".join(repr(key) for key in registry))
+    try:
+        return registry[name](**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"bad arguments for the {name} {noun}: {exc}") from None

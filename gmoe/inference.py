@@ -31,7 +31,7 @@ ILL_CONDITIONED = 1e-6
 _FIELDS = ("beta0", "beta1", "a", "b", "var", "tau")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ParamArrays:
     """One number per parameter, in the shapes of :class:`MoEParams`.
 
@@ -39,12 +39,12 @@ class ParamArrays:
     ``tau`` is None for gates without a temperature.
     """
 
+    tau: float | None = None      # keyword-only fields: the temperature first
     beta0: np.ndarray
     beta1: np.ndarray
     a: np.ndarray
     b: np.ndarray
     var: np.ndarray
-    tau: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-safe dict of lists (NaN as None)."""

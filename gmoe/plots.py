@@ -106,10 +106,7 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
     if theory is None:
         theory = theories(meta).get(metric)
     kind = _loss_kind(df)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    else:
-        fig = ax.figure
+    fig, ax = figure_axes(ax, (6.4, 4.6))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     anchor = None
     mids, bar_tops = [], []
@@ -168,6 +165,16 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
     label = _metric_label(metric, kind, _translation(df))
     ax.set_ylabel(label)
     return _finish(fig, ax, meta, title, label)
+
+
+def figure_axes(ax, figsize: tuple[float, float]):
+    """``(figure, axes)``: a new figure of ``figsize`` inches when ``ax`` is None,
+    else ``ax`` and its figure."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        return plt.subplots(figsize=figsize)
+    return ax.figure, ax
 
 
 #: Error bars reaching beyond this factor above the largest centre are clipped.
@@ -243,10 +250,7 @@ def plot_failures(results, ax=None, title: str | None = None):
     import matplotlib.pyplot as plt
 
     df, meta = load_sweep(results)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    else:
-        fig = ax.figure
+    fig, ax = figure_axes(ax, (6.4, 4.0))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for idx, ((_sub, label), part) in enumerate(df.groupby(["sub", "label"], sort=True,
                                                          dropna=False)):

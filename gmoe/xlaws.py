@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
 
 import numpy as np
 
-from ._validation import check_positive_float, check_positive_int
+from ._validation import build_from_spec, check_positive_float, check_positive_int
 
 __all__ = ["XLaw", "Uniform", "Normal", "Grid", "GaussianMixture", "make_xlaw"]
 
@@ -16,13 +16,21 @@ class XLaw(ABC):
 
     d: int
 
-    @abstractmethod
     def draw(self, n: int, rng=None) -> np.ndarray:
         """Draw n covariate rows, array of shape (n, d)."""
+        return self._sample(np.random.default_rng(rng), check_positive_int(n, "n"))
 
-    @abstractmethod
+    def _sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """The n rows of :meth:`draw` (laws that do not override ``draw``)."""
+        raise NotImplementedError
+
+    #: ``(name, constructor arguments)`` of a law whose arguments are its attributes
+    _config: tuple[str, tuple[str, ...]] | None = None
+
     def get_config(self) -> dict:
         """Constructor arguments, JSON-safe, with ``"name"``."""
+        name, args = self._config
+        return {"name": name, **{arg: getattr(self, arg) for arg in args}}
 
     def __repr__(self) -> str:
         cfg = self.get_config()
@@ -44,22 +52,23 @@ class Uniform(XLaw):
     (3, 2)
     """
 
+    _config = ("uniform", ("low", "high", "d"))
+
     def __init__(self, low: float = 0.0, high: float = 1.0, d: int = 1):
         self.low, self.high = float(low), float(high)
         if not (np.isfinite(self.low) and np.isfinite(self.high) and self.low < self.high):
             raise ValueError(f"Uniform needs finite low < high, got low={low}, high={high}")
         self.d = check_positive_int(d, "d")
 
-    def draw(self, n, rng=None):
-        rng = np.random.default_rng(rng)
-        return rng.uniform(self.low, self.high, size=(check_positive_int(n, "n"), self.d))
+    def _sample(self, rng, n):
+        return rng.uniform(self.low, self.high, size=(n, self.d))
 
-    def get_config(self):
-        return {"name": "uniform", "low": self.low, "high": self.high, "d": self.d}
 
 
 class Normal(XLaw):
     """Independent normal coordinates with the given mean and standard deviation."""
+
+    _config = ("normal", ("mean", "std", "d"))
 
     def __init__(self, mean: float = 0.0, std: float = 1.0, d: int = 1):
         self.mean = float(mean)
@@ -68,12 +77,9 @@ class Normal(XLaw):
         self.std = check_positive_float(std, "std")
         self.d = check_positive_int(d, "d")
 
-    def draw(self, n, rng=None):
-        rng = np.random.default_rng(rng)
-        return rng.normal(self.mean, self.std, size=(check_positive_int(n, "n"), self.d))
+    def _sample(self, rng, n):
+        return rng.normal(self.mean, self.std, size=(n, self.d))
 
-    def get_config(self):
-        return {"name": "normal", "mean": self.mean, "std": self.std, "d": self.d}
 
 
 class Grid(XLaw):
@@ -153,19 +159,4 @@ _LAWS = {"uniform": Uniform, "normal": Normal, "grid": Grid,
 
 def make_xlaw(spec) -> XLaw:
     """Build an X law from an XLaw, a name or a dict ``{"name": ..., **kwargs}``."""
-    if isinstance(spec, XLaw):
-        return spec
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise ValueError(f"an X law is given as an XLaw, a name or a dict with 'name'; "
-                         f"got {spec!r}")
-    kwargs = dict(spec)
-    name = kwargs.pop("name")
-    if name not in _LAWS:
-        raise ValueError(f"unknown X law {name!r}; expected one of "
-                         + ", ".join(repr(k) for k in _LAWS))
-    try:
-        return _LAWS[name](**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"bad arguments for the {name} X law: {exc}") from None
+    return build_from_spec(spec, _LAWS, XLaw, "an X law")

@@ -6,6 +6,7 @@ logits smooth in the parameters) plus one line in :data:`GATES`. See the guide
 """
 
 from .._design import Design
+from .._validation import build_from_spec
 from ._base import SYMMETRIES, Gate, GateStepInfo
 from .activation import ACTIVATIONS, ActivationGate
 from .gaussian import GaussianGate
@@ -41,18 +42,4 @@ def make_gate(spec) -> Gate:
     >>> make_gate({"name": "topk", "K": 2, "rank_by": "logit"}).rank_by
     'logit'
     """
-    if isinstance(spec, Gate):
-        return spec
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise ValueError(f"a gate is given as a Gate, a name or a dict with 'name'; got {spec!r}")
-    kwargs = dict(spec)
-    name = kwargs.pop("name")
-    if name not in GATES:
-        raise ValueError(f"unknown gate {name!r}; expected one of "
-                         + ", ".join(repr(g) for g in GATES))
-    try:
-        return GATES[name](**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"bad arguments for the {name} gate: {exc}") from None
+    return build_from_spec(spec, GATES, Gate, "a gate")

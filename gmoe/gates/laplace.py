@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from .._design import Design
-from .._validation import check_positive_float, check_positive_int
 from ..params import MoEParams
-from .smooth import SmoothGate
+from .smooth import ScoringGate
 
 __all__ = ["LaplaceGate"]
 
 
-class LaplaceGate(SmoothGate):
+class LaplaceGate(ScoringGate):
     """Laplace gating: ``g_i(x) = softmax_i(beta0_i - ||x - beta1_i||)``.
 
     Each expert has a centre ``beta1_i`` in covariate space, and its logit falls
@@ -53,13 +52,6 @@ class LaplaceGate(SmoothGate):
     symmetry = "intercept"
     #: every step is capped: the objective is not concave in the centres
     max_step = 1.0
-
-    def __init__(self, max_iter: int = 20, tol: float = 1e-10):
-        self.max_iter = check_positive_int(max_iter, "max_iter")
-        self.tol = check_positive_float(tol, "tol")
-
-    def get_config(self) -> dict:
-        return {"name": self.name, "max_iter": self.max_iter, "tol": self.tol}
 
     def logits(self, beta0, beta1, tau, design: Design):
         diff = design.XT[None, :, :] - beta1[:, :, None]          # (k, d, n)

@@ -6,15 +6,14 @@ import numpy as np
 from scipy.special import expit, log_expit
 
 from .._design import Design
-from .._validation import check_positive_float, check_positive_int
 from ..params import MoEParams
 from ._base import copy_expert, expert_index
-from .smooth import SmoothGate
+from .smooth import ScoringGate
 
 __all__ = ["SigmoidGate"]
 
 
-class SigmoidGate(SmoothGate):
+class SigmoidGate(ScoringGate):
     """Normalised sigmoid gating: ``g_i(x) = s_i(x) / sum_j s_j(x)``.
 
     ``s_i(x) = sigmoid(beta1_i^T x + beta0_i)``: each expert's score is a sigmoid,
@@ -57,13 +56,6 @@ class SigmoidGate(SmoothGate):
     name = "sigmoid"
     symmetry = "none"
     exact_split = False
-
-    def __init__(self, max_iter: int = 20, tol: float = 1e-10):
-        self.max_iter = check_positive_int(max_iter, "max_iter")
-        self.tol = check_positive_float(tol, "tol")
-
-    def get_config(self) -> dict:
-        return {"name": self.name, "max_iter": self.max_iter, "tol": self.tol}
 
     def logits(self, beta0, beta1, tau, design: Design):
         h = beta1 @ design.XT

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._design import Design
+from .._validation import check_positive_float, check_positive_int
 from ..params import MoEParams
 from ._base import Gate, GateStepInfo
 from .softmax import log_softmax_T
@@ -377,6 +378,19 @@ class SmoothGate(Gate):
             if improvement <= gain_tol:
                 break
         return point, q0, n_steps, notes
+
+
+class ScoringGate(SmoothGate):
+    """A smooth gate whose constructor takes only the scoring steps' ``max_iter`` (the
+    largest number of steps per gating M-step) and ``tol`` (the predicted gain per
+    sample below which they stop): the sigmoid and Laplace gates."""
+
+    def __init__(self, max_iter: int = 20, tol: float = 1e-10):
+        self.max_iter = check_positive_int(max_iter, "max_iter")
+        self.tol = check_positive_float(tol, "tol")
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "max_iter": self.max_iter, "tol": self.tol}
 
 
 class TemperedGate(SmoothGate):

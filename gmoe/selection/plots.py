@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..plots import figure_axes
+
 __all__ = ["plot_dendrogram", "plot_criteria", "plot_selection_accuracy",
            "selection_figures", "SWEEP_METHODS"]
 
@@ -28,10 +30,7 @@ def plot_dendrogram(tree, ax=None, chosen: int | None = None, title: str | None 
     from matplotlib.colors import to_hex
     from scipy.cluster.hierarchy import dendrogram as scipy_dendrogram
 
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    else:
-        fig = ax.figure
+    fig, ax = figure_axes(ax, (6.4, 4.0))
     k = tree.k
     if k == 1:
         ax.text(0.5, 0.5, "one expert: nothing to merge", ha="center", va="center",
@@ -83,12 +82,8 @@ def plot_criteria(table, ax=None):
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.pyplot as plt
 
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    else:
-        fig = ax.figure
+    fig, ax = figure_axes(ax, (6.4, 4.0))
     k = table["k"]
     values = table[table.criterion].astype(float)
     ax.plot(k, values, "o-")

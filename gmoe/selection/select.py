@@ -8,14 +8,7 @@ import numpy as np
 
 from .._validation import check_choice, check_X_y
 from ..gates import SoftmaxGate, make_gate
-from .criteria import (
-    CriteriaTable,
-    aic,
-    bic,
-    icl,
-    n_parameters,
-    responsibility_entropy,
-)
+from .criteria import CriteriaTable, aic, bic, icl, n_parameters, responsibility_entropy
 from .dendrogram import Dendrogram, dendrogram
 
 __all__ = ["METHODS", "SelectionResult", "select_experts"]
