@@ -23,14 +23,9 @@ from .gates import (
     make_gate,
 )
 from .logit_errors import LogitErrors, logit_errors
-from .losses import (
-    ParameterErrors,
-    VoronoiLoss,
-    parameter_errors,
-    voronoi_cells,
-    voronoi_loss,
-)
+from .losses import VoronoiLoss, voronoi_cells, voronoi_loss
 from .model import GaussianMoE
+from .parameter_errors import ParameterErrors, parameter_errors
 from .params import MoEParams
 from .plots import plot_failures, plot_rates, plot_sweep
 from .rates import RateFit, fit_rate

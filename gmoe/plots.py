@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .parameter_errors import ParameterErrors
 from .rates import fit_rate, loss_center
 from .tables import (
     capped_share,
@@ -35,20 +36,19 @@ def _metric_label(metric: str, kind: str | None = None, translation: str | None 
         label = {"exact": "Voronoi loss D1", "over": "Voronoi loss D2"}.get(kind, "Voronoi loss")
         convention = {"loss_mass": "mass", "loss_infimum": "infimum"}.get(metric, translation)
         return label + (f", translation: {convention}" if convention else "")
-    if translation and metric.startswith(("beta1_", "weight_")):
-        return _metric_label(metric) + f", translation: {translation}"
-    if metric in METRIC_LABELS:
-        return METRIC_LABELS[metric]
-    if metric.startswith("light_share_size"):
-        return f"lightest atom's share of the weight, cells of {metric.split('_size')[1]}"
-    for param in ("weight", "beta1", "a", "b", "var"):
-        if metric.startswith(param + "_size"):
-            size, _, part = metric.split("_size")[1].partition("_")
-            which = {"heavy": ", heaviest atom", "light": ", lightest atom"}.get(part, "")
-            return f"|d{param}| in cells of {size} atoms{which}"
-        if metric.startswith(param + "_atom"):
-            return f"|d{param}| of true atom {metric.split('_atom')[1]}"
-    return metric
+    column = ParameterErrors.parse_column(metric)
+    if column is None or column.param == "size":
+        return METRIC_LABELS.get(metric, metric)
+    if column.param == "light_share":
+        return f"lightest atom's share of the weight, cells of {column.size}"
+    if column.atom is not None:
+        label = f"|d{column.param}| of true atom {column.atom}"
+    else:
+        which = {"heavy": ", heaviest atom", "light": ", lightest atom"}.get(column.part, "")
+        label = f"|d{column.param}| in cells of {column.size} atoms{which}"
+    if translation and column.param in ("beta1", "weight"):
+        label += f", translation: {translation}"
+    return label
 
 
 def _translation(df) -> str:

@@ -387,31 +387,14 @@ def repair_results(folder) -> RepairReport:
 
 
 def _flatten(rec: dict) -> dict:
+    """A record as one row: the per-parameter errors as their columns (their layout is
+    :meth:`gmoe.parameter_errors.ParameterErrors.columns`')."""
+    from .parameter_errors import ParameterErrors
+
     row = {k: v for k, v in rec.items()
            if k not in ("parameter_errors", "params", "shift", "metric_errors")}
-    pe = rec.get("parameter_errors")
-    if pe:
-        by_size: dict = {}
-        for j, atom in enumerate(pe.get("atoms", [])):
-            size = atom.get("cell_size", 0)
-            for key in ("weight", "beta1", "a", "b", "var"):
-                value = atom.get("weight_error" if key == "weight" else key)
-                row[f"{key}_atom{j}"] = value
-                if size and value is not None:
-                    slot = by_size.setdefault((key, size), [])
-                    slot.append(value)
-            row[f"size_atom{j}"] = size
-            # the heaviest and the lightest atom of a cell of two or more
-            for part in ("heavy", "light"):
-                for key, value in (atom.get(part) or {}).items():
-                    if value is not None:
-                        by_size.setdefault((key, f"{size}_{part}"), []).append(value)
-            if atom.get("light_share") is not None:
-                by_size.setdefault(("light_share", size), []).append(atom["light_share"])
-        for (key, size), values in by_size.items():
-            row[f"{key}_size{size}"] = max(values)
-        if pe.get("tau_error") is not None:
-            row["tau_error"] = pe["tau_error"]
+    if rec.get("parameter_errors"):
+        row.update(ParameterErrors.columns(rec["parameter_errors"]))
     return row
 
 
@@ -423,9 +406,10 @@ def load_results(out_dir):
     before folders were locked) keeps its first record, with a
     :class:`DuplicateRecordsWarning`.
 
-    Per-parameter errors are flattened: ``{param}_atom{j}`` for true atom j and
-    ``{param}_size{s}`` for the largest error over true atoms whose Voronoi cell has
-    s fitted atoms (param in weight, beta1, a, b, var).
+    Per-parameter errors are flattened (see
+    :meth:`gmoe.parameter_errors.ParameterErrors.columns`): ``{param}_atom{j}`` for true
+    atom j and ``{param}_size{s}`` for the largest error over true atoms whose Voronoi
+    cell has s fitted atoms (param in weight, beta1, a, b, var).
 
     Raises
     ------

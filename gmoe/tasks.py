@@ -97,7 +97,8 @@ def compute_metrics(cfg: SimConfig, fit, truth_model: GaussianMoE, X, y,
     ``metric_errors`` with its reason, and the others are kept.
     """
     from .density import hellinger
-    from .losses import parameter_errors, voronoi_loss
+    from .losses import voronoi_loss
+    from .parameter_errors import parameter_errors
 
     metrics = cfg.metrics
     out: dict = {}

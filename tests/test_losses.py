@@ -7,13 +7,8 @@ from scipy.optimize import minimize
 
 from gmoe import ActivationGate, GaussianMoE, MoEParams
 from gmoe.gates import SoftmaxGate, TemperatureGate
-from gmoe.losses import (
-    ParameterErrors,
-    VoronoiLoss,
-    parameter_errors,
-    voronoi_cells,
-    voronoi_loss,
-)
+from gmoe.losses import VoronoiLoss, voronoi_cells, voronoi_loss
+from gmoe.parameter_errors import ParameterErrors, parameter_errors
 
 from .conftest import random_params
 
