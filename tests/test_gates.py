@@ -19,7 +19,8 @@ from gmoe.gates import (
     make_gate,
 )
 from gmoe.gates._base import weighted_objective
-from gmoe.gates.topk import _observed_loglik, top_k_mask
+from gmoe.gates._topk_search import _observed_loglik
+from gmoe.gates.topk import top_k_mask
 
 # ----------------------------------------------------------------- brute force
 
