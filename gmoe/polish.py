@@ -118,10 +118,9 @@ def _saturated_experts(like: FreeLikelihood, theta: np.ndarray,
     if like.k == 1:
         return []
     state = like.gate.free_state(theta[:like.m_gate], like.design, like.k, None)
-    w = np.exp(np.asarray(state.log_w))
-    # sum_n g (1 - g) is the information of the expert's logit intercept: below 1/2
-    # the data hold less than one point's worth of transition (a separated gate)
-    spread = np.einsum("kn,kn->k", w, 1.0 - w)
+    # the information of each expert's logit intercept: below 1/2 the data hold less
+    # than one point's worth of transition (a separated or saturated gate)
+    spread = like.gate.saturation(state, like.design)
     return [int(i) for i in np.flatnonzero(spread < threshold)]
 
 

@@ -127,3 +127,23 @@ def test_init_scale_published_profile(paper_truth):
     assert np.mean(excess) == pytest.approx(0.005 * n ** -0.25 * np.sqrt(2 / np.pi), rel=0.15)
     with pytest.raises(ValueError, match="init_scale"):
         near_truth_params(paper_truth, 2, n, np.random.default_rng(0), "paper")
+
+
+def test_a_sigmoid_score_saturated_at_one_is_never_certified():
+    # a normalised sigmoid whose first score is 1 at every x: its weights stay in
+    # (0, 1) but its gate parameters can grow without changing the likelihood (a flat
+    # ridge, not a maximum), so the score vanishes without a finite maximum
+    from gmoe import GaussianMoE, MoEParams
+    from gmoe.gates import SigmoidGate
+
+    gate = SigmoidGate()
+    truth = MoEParams([1.0, 0.5], [[3.0], [-2.0]], [[1.0], [-1.0]], [1.0, -1.0], [0.09, 0.16])
+    X, y = GaussianMoE(gate, truth, x_law={"name": "uniform", "low": -1, "high": 1}
+                       ).sample(700, rng=1)
+    plateau = truth.replace(beta0=[2000.0, 0.5], beta1=[[1500.0], [-2.0]])
+    s = gate.saturation(gate.free_state(gate.free_vector(plateau), Design(X, y), 2),
+                        Design(X, y))
+    assert s[0] < 1e-100 < s[1]
+    result = polish(Design(X, y), gate, plateau, var_floor=1e-4)
+    assert not result.certified and result.separated
+    assert "expert(s) 0" in result.message

@@ -246,6 +246,20 @@ class Gate(ABC):
                 (beta0 if name == "beta0" else beta1)[index] = value
         return params.replace(beta0=beta0, beta1=beta1, tau=tau)
 
+    def saturation(self, state, design: Design) -> np.ndarray:
+        """How much the data say about each expert's gate, shape (k,).
+
+        ``sum_n g_i(x_n) (1 - g_i(x_n)) c_i(x_n)**2`` with ``c_i`` the derivative of
+        expert i's logit in its intercept (1 here, for softmax-type logits): the
+        information of that intercept. Below 1/2 the data hold less than one point's
+        worth of the expert's transition, and its gate parameters can run off to
+        infinity while the score vanishes; the certified fit refuses such a point
+        (docs/theory.md, "Certified fits and inference"). ``state`` is a
+        :meth:`free_state`.
+        """
+        w = np.exp(np.asarray(state.log_w))
+        return np.einsum("kn,kn->k", w, 1.0 - w)
+
     def is_sparse(self, k: int) -> bool:
         """True if some experts get weight exactly 0 at some x (top-K with K < k): the
         likelihood is then not differentiable where the selection changes."""

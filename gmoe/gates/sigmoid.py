@@ -66,6 +66,13 @@ class SigmoidGate(ScoringGate):
         slope = expit(-cache)                     # d log sigmoid(h) / dh
         return slope[:, None, :] * design.XT[None, :, :], slope, None
 
+    def saturation(self, state, design: Design) -> np.ndarray:
+        """As :meth:`gmoe.gates.Gate.saturation`, with the intercept derivative
+        ``1 - s_i(x)`` of the logit ``log s_i``: a score saturated at 1 everywhere
+        leaves the weights in (0, 1) but its parameters free to run off."""
+        w = np.exp(state.log_w)
+        return np.einsum("kn,kn->k", w * (1.0 - w), expit(-state.cache) ** 2)
+
     def split(self, params: MoEParams, j: int, rng=None, jitter: float = 0.0) -> MoEParams:
         """Expert ``j`` made into two copies with intercepts lowered by ``log 2``.
 
