@@ -108,9 +108,11 @@ def _compare_variants(table, data: dict, name: str) -> list[tuple[dict, str]]:
     ground truth, misspecified for the other families) and/or ``"own"`` (each gate
     fitted to data from its own truth, ``[compare.own.<gate name>]``: a truth table
     without its gate; the shared truth's gate may omit it, its own truth is then the
-    shared one and is not run twice). Task seeds do not depend on the sub-sweep, so every sub-sweep
-    sees the same covariates and noise draws (common random numbers). Without a
-    ``[compare]`` table there is one variant, the config itself.
+    shared one and is not run twice). A fit of another family to the shared truth is
+    misspecified and gets no theoretical slopes. Task seeds do not depend on the
+    sub-sweep, so every sub-sweep sees the same covariates and noise draws (common
+    random numbers). Without a ``[compare]`` table there is one variant, the config
+    itself.
     """
     if table is None:
         return [({}, "")]
@@ -135,7 +137,11 @@ def _compare_variants(table, data: dict, name: str) -> list[tuple[dict, str]]:
         for gate in gates:
             fitted = {**fit, "gate": gate}
             if which == "shared":
-                out.append(({"fit": fitted}, f"{gate['name']} fit, {truth_gate} truth"))
+                # another family's fit to this truth is misspecified: the theory's
+                # slopes are not its own (theory is not part of the hash)
+                changes = {"fit": fitted} if gate["name"] == truth_gate else \
+                    {"fit": fitted, "theory": {}}
+                out.append((changes, f"{gate['name']} fit, {truth_gate} truth"))
                 continue
             if gate["name"] not in own and gate["name"] == truth_gate:
                 if "shared" not in truths:      # its own truth is the shared one

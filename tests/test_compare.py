@@ -22,6 +22,7 @@ BASE = {
             "max_iter": 300},
     "n_grid": {"values": [300, 600]},
     "metrics": ["loss", "hellinger", "loglik"],
+    "theory": {"loss": -0.5, "hellinger": -0.5},
     "hellinger": {"n_x": 50},
     "compare": {"gates": ["softmax", "sigmoid"], "truths": ["shared", "own"],
                 "own": {"sigmoid": _OWN_SIGMOID}},
@@ -42,6 +43,8 @@ def test_compare_expands_into_shared_and_own_truth_sub_sweeps():
     assert own.truth_params.beta0.tolist() == [1.0, 0.5]
     assert own.raw["fit"]["gate"] == {"name": "sigmoid"}
     assert len({c.hash for c in configs}) == 3
+    # a misspecified fit (another family on the shared truth) has no theory slopes
+    assert [bool(c.theory) for c in configs] == [True, False, True]
 
 
 def test_compare_combines_with_a_grid():
