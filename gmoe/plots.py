@@ -191,7 +191,8 @@ def _clip_wild_bars(ax, mids: list, tops: list) -> None:
     if not mid.size:
         return
     cap = float(mid.max()) * _BAR_CLIP
-    if np.nanmax(np.where(np.isfinite(top), top, np.inf)) > cap:
+    top = top[~np.isnan(top)]      # an n without fits has no bar (NaN), not a wild one
+    if top.size and top.max() > cap:
         low = max(ax.get_ylim()[0], float(mid.min()) / _BAR_CLIP)
         ax.set_ylim(low, cap)
         ax.annotate(f"bars clipped at {_BAR_CLIP:g}x the largest centre", (0.99, 0.98),

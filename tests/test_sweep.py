@@ -294,7 +294,13 @@ def test_rate_plot_clips_absurd_error_bars_and_says_so():
     plt.close(fig)
     assert top == pytest.approx(1e3 * np.median(loss[n == 100]), rel=1e-9)
     assert any("bars clipped" in t for t in texts)
-    # without wild bars nothing is clipped
+    # without wild bars nothing is clipped, and an n whose values are all missing
+    # (no bar at all) is not a wild bar
     fig = plot_rates(df[df["loss"] < 1], "loss")
+    assert not fig.axes[0].texts
+    plt.close(fig)
+    empty = df[df["loss"] < 1].copy()
+    empty.loc[empty["n"] == 6400, "loss"] = np.nan
+    fig = plot_rates(empty, "loss")
     assert not fig.axes[0].texts
     plt.close(fig)
