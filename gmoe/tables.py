@@ -144,6 +144,8 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
             values = metric_values(part, metric, certified_only)
             n = part["n"].to_numpy(dtype=float)
             inside = (n >= n_min) & (n <= n_max)
+            # the sizes the slope really rests on: inside the range, with a value
+            used = inside & np.isfinite(values) & (values > 0)
             uncertified = by_n.apply(uncertified_share)
             row = {"sub": sub, "label": label if isinstance(label, str) else "",
                    "metric": metric, "theory": theory.get(metric, np.nan),
@@ -152,8 +154,8 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
                    "uncertified_max_n": float(uncertified.max()) if len(uncertified) else np.nan,
                    "degenerate": degenerate_share(part),
                    "capped": capped_share(part) if metric == "loss" else np.nan,
-                   "n_min": float(n[inside].min()) if inside.any() else np.nan,
-                   "n_max": float(n[inside].max()) if inside.any() else np.nan}
+                   "n_min": float(n[used].min()) if used.any() else np.nan,
+                   "n_max": float(n[used].max()) if used.any() else np.nan}
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
@@ -169,8 +171,11 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
             if np.isfinite(t) and np.isfinite(row["slope"]):
                 row["in_ci"] = bool(row["ci_low"] <= t <= row["ci_high"])
                 row["agrees"] = row["in_ci"] or abs(row["slope"] - t) <= tolerance
+                # an interval that holds the theory and also 0 (no decrease) decides
+                # nothing: the slope agrees with the theory and with no rate at all
+                row["inconclusive"] = bool(t != 0 and row["ci_low"] <= 0 <= row["ci_high"])
             else:
-                row["in_ci"] = row["agrees"] = None
+                row["in_ci"] = row["agrees"] = row["inconclusive"] = None
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -183,6 +188,8 @@ def format_rates(table) -> str:
         ci = f"[{row.ci_low:.3f}, {row.ci_high:.3f}]"
         theory = "" if row.theory != row.theory else f"{row.theory:g}"
         agrees = {True: "yes", False: "NO", None: ""}.get(row.agrees, "")
+        if row.inconclusive:
+            agrees = "wide"
         label = row.label or "-"
         capped = "" if row.capped != row.capped else f"{row.capped:.2f}"
         uncert = "" if row.uncertified != row.uncertified else f"{row.uncertified:.2f}"
@@ -191,10 +198,13 @@ def format_rates(table) -> str:
                    else f"{row.n_min:.0f}-{row.n_max:.0f}")
         lines.append(f"{label[:18]:18s} {row.metric:14s} {row.slope:8.3f} {ci:>20s} "
                      f"{row.constant:10.4g} {theory:>7s}  {agrees:6s}  {row.failed:6.2f}  "
-                     f"{capped:>6s}  {uncert:>6s}  {degen:>5s}  {n_range:>8s}".rstrip())
+                     f"{capped:>6s}  {uncert:>6s}  {degen:>5s}  {n_range:>8s}"
+                     f"{'  (' + row.note + ')' if row.note else ''}".rstrip())
     lines.append("rates of certified fits (docs/theory.md, 'Certified fits and inference'); "
                  "uncert = share not certified, degen = share with a variance at the floor; "
-                 "fitted on the n-range shown")
+                 "fitted on the n-range shown (the sizes in the declared range that have "
+                 "values; '(k n excluded)': sizes in it without); wide = the interval "
+                 "holds the theory and 0 (inconclusive)")
     return "\n".join(lines)
 
 

@@ -162,6 +162,28 @@ def test_rate_table_agreement_allows_log_factors_but_not_wrong_rates():
     rows = table.set_index("metric")
     assert not rows.loc["close", "in_ci"] and rows.loc["close", "agrees"]
     assert not rows.loc["wrong", "agrees"]
+    assert not rows.loc["close", "inconclusive"]
+
+
+def test_rate_table_says_wide_and_prints_the_sizes_it_rests_on():
+    import pandas as pd
+
+    from gmoe.tables import format_rates, rate_table
+
+    rng = np.random.default_rng(1)
+    n = np.repeat([1000.0, 2000.0, 4000.0, 8000.0], 5)
+    noisy = np.exp(rng.normal(0, 2.0, n.size))          # no rate, huge spread
+    steady = n**-0.5 * np.exp(rng.normal(0, 0.05, n.size))
+    steady[n == 8000] = np.nan                          # no value at the largest n
+    df = pd.DataFrame({"sub": 0, "label": "", "n": n, "noisy": noisy, "steady": steady})
+    table = rate_table(df, metrics=["noisy", "steady"], theory={"noisy": -0.5,
+                                                               "steady": -0.5})
+    rows = table.set_index("metric")
+    assert rows.loc["noisy", "in_ci"] and rows.loc["noisy", "inconclusive"]
+    assert rows.loc["steady", "agrees"] and not rows.loc["steady", "inconclusive"]
+    assert rows.loc["steady", "n_max"] == 4000 and rows.loc["noisy", "n_max"] == 8000
+    text = format_rates(table)
+    assert " wide " in text.splitlines()[1] and "1000-4000  (1 n excluded)" in text
 
 
 def test_rate_table_counts_failed_fits_and_capped_losses_and_plots_them(tmp_path):
