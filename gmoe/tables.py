@@ -32,8 +32,17 @@ def load_sweep(results):
 
 
 def theories(meta: dict) -> dict:
-    configs = meta.get("configs", [])
-    return dict(configs[0].get("theory", {})) if configs else {}
+    """The theoretical slopes of a sweep's sub-sweeps, merged (the first one's win)."""
+    out: dict = {}
+    for cfg in reversed(meta.get("configs", [])):
+        out.update(cfg.get("theory", {}))
+    return out
+
+
+def sub_theories(meta: dict) -> dict:
+    """Sub-sweep index -> its own theoretical slopes (a ``[compare]`` sub-sweep fitting
+    another family to the shared truth has none)."""
+    return {i: dict(cfg.get("theory", {})) for i, cfg in enumerate(meta.get("configs", []))}
 
 
 def _share(df, column: str, test) -> float:
@@ -109,7 +118,8 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
         Default: ``loss``, ``hellinger`` and every metric with a theoretical slope.
     center : {"median", "mean_log", "mean", "q90"}
     theory : dict, optional
-        Theoretical slopes by metric (default: the config's ``[theory]``).
+        Theoretical slopes by metric, for every sub-sweep (default: each sub-sweep's
+        own ``[theory]``).
     tolerance : float, default=0.05
     certified_only : bool, default=True
         Fit the rates on certified fits only (see :func:`metric_values`).
@@ -130,6 +140,7 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
     import pandas as pd
 
     df, meta = load_sweep(results)
+    per_sub = sub_theories(meta) if theory is None else {}
     theory = theories(meta) if theory is None else theory
     if metrics is None:
         metrics = [m for m in dict.fromkeys(["loss", "loss_mass", "hellinger", *theory])
@@ -148,7 +159,8 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
             used = inside & np.isfinite(values) & (values > 0)
             uncertified = by_n.apply(uncertified_share)
             row = {"sub": sub, "label": label if isinstance(label, str) else "",
-                   "metric": metric, "theory": theory.get(metric, np.nan),
+                   "metric": metric,
+                   "theory": per_sub.get(sub, theory).get(metric, np.nan),
                    "failed": failed_share(part),
                    "uncertified": uncertified_share(part),
                    "uncertified_max_n": float(uncertified.max()) if len(uncertified) else np.nan,

@@ -79,6 +79,12 @@ def test_every_gate_sees_the_same_data(tmp_path):
     by_task = shared.pivot_table(index=["n", "rep"], columns="label", values="loglik_true")
     np.testing.assert_allclose(by_task.iloc[:, 0], by_task.iloc[:, 1], rtol=0, atol=0)
     assert np.isfinite(df["hellinger"]).all()
+    # the rate table gives each sub-sweep its own theory: none for the misspecified one
+    from gmoe.tables import rate_table
+
+    table = rate_table(tmp_path / "cmp", metrics=["hellinger"]).set_index("label")
+    assert np.isnan(table.loc["sigmoid fit, softmax truth", "theory"])
+    assert table.loc["sigmoid fit, own truth", "theory"] == -0.5
 
 
 def test_the_built_in_comparison_config_loads():
