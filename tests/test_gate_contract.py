@@ -352,3 +352,9 @@ def test_standardised_fit_is_the_same_fit_in_other_units(name, i):
     assert std.loglik == pytest.approx(raw.loglik, rel=1e-9)
     np.testing.assert_allclose(gate.weights(X, std.params), gate.weights(X, raw.params),
                                atol=1e-5)
+
+
+def test_a_gate_declaring_an_unknown_symmetry_is_refused_at_definition():
+    with pytest.raises(TypeError, match="symmetry must be one of"):
+        class Typo(SoftmaxGate):   # noqa: F841 - defining it is the test
+            symmetry = "intercepts"

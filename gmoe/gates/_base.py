@@ -73,6 +73,14 @@ class Gate(ABC):
         """The law of X (an :class:`gmoe.xlaws.XLaw`) of a gate that models X."""
         raise NotImplementedError(f"the {self.name} gate does not model X")
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # a typo here would silently pick another translation group
+        if cls.symmetry not in SYMMETRIES:
+            raise TypeError(f"{cls.__name__}.symmetry must be one of "
+                            + ", ".join(repr(v) for v in SYMMETRIES)
+                            + f", but got {cls.symmetry!r}")
+
     @property
     def shifts_intercepts(self) -> bool:
         """True if a common shift of every ``beta0_i`` leaves the weights unchanged."""

@@ -92,9 +92,9 @@ class GaussianGate(Gate):
     **Certified fits.** The free vector is ``mu_i`` (every expert), ``beta0_i``
     (all but the last), then the upper triangle of every ``Sigma_i`` as it is (no
     log scale); the score is that of the joint likelihood (analytic), the
-    information is by central differences of the score. Fits in standardised
-    units (``standardize=True``) are not supported: the joint likelihood would
-    need the Jacobian of X.
+    information is by central differences of the score. With
+    ``standardize=True`` only y is standardised (``rescales_x`` is False: rescaling
+    X would need its Jacobian in the joint likelihood).
 
     **Splitting** an expert halves its ``pi`` between two copies with the same
     ``mu``, ``Sigma`` and expert: the joint density is unchanged (``exact_split``).
