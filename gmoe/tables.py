@@ -185,7 +185,8 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
                 row["agrees"] = row["in_ci"] or abs(row["slope"] - t) <= tolerance
                 # an interval that holds the theory and also 0 (no decrease) decides
                 # nothing: the slope agrees with the theory and with no rate at all
-                row["inconclusive"] = bool(t != 0 and row["ci_low"] <= 0 <= row["ci_high"])
+                row["inconclusive"] = bool(row["in_ci"] and t != 0
+                                           and row["ci_low"] <= 0 <= row["ci_high"])
             else:
                 row["in_ci"] = row["agrees"] = row["inconclusive"] = None
             rows.append(row)
