@@ -198,8 +198,17 @@ class Gate(ABC):
         Every gate of gmoe sees x only through ``beta1_i^T x``, so column j of
         ``beta1`` is multiplied by ``scale[j]`` and nothing else changes (the normal
         form is kept). Used to fit in standardised units (``fit_em(standardize=True)``).
+        A gate with ``rescales_x`` False (its weights depend on x otherwise) takes the
+        identity only.
         """
-        return params.replace(beta1=params.beta1 * np.asarray(scale, dtype=float))
+        scale = np.asarray(scale, dtype=float)
+        if not self.rescales_x:
+            if np.all(scale == 1.0):
+                return params
+            raise ValueError(f"the {self.name} gate cannot be expressed in rescaled "
+                             "covariates (its weights depend on x other than through "
+                             "beta1^T x): fit with standardize=False")
+        return params.replace(beta1=params.beta1 * scale)
 
     def effective_intercepts(self, params: MoEParams) -> np.ndarray:
         """Intercept of each expert's logit (beta0, or beta0 / tau): atom weights are exp of it."""

@@ -148,17 +148,6 @@ class GaussianGate(Gate):
         """``beta0`` shifted so that the last expert's is 0 (the means are not shifted)."""
         return params.shift_gate(-params.beta0[-1])
 
-    def n_params(self, k: int, d: int) -> int:
-        return len(self.free_layout(k, d))
-
-    def rescale_x(self, params: MoEParams, scale: np.ndarray) -> MoEParams:
-        scale = np.asarray(scale, dtype=float)
-        if np.all(scale == 1.0):
-            return params
-        raise ValueError("the gaussian gate models the law of X: fits in standardised units "
-                         "(standardize=True) would need the Jacobian of X in the "
-                         "likelihood and in the standard errors; fit with standardize=False")
-
     # -------------------------------------------------------------- weights
     def log_weights_T(self, design: Design, params: MoEParams) -> np.ndarray:
         params = self.prepare(params)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from .._design import Design
-from ..params import MoEParams
 from .smooth import ScoringGate
 
 __all__ = ["LaplaceGate"]
@@ -63,11 +62,3 @@ class LaplaceGate(ScoringGate):
         with np.errstate(divide="ignore", invalid="ignore"):
             unit = np.where(dist[:, None, :] > 0, diff / dist[:, None, :], 0.0)
         return unit, np.ones_like(dist), None
-
-    def rescale_x(self, params: MoEParams, scale: np.ndarray) -> MoEParams:
-        """Only the identity: a per-covariate scale changes Euclidean distances."""
-        if not np.all(np.asarray(scale, dtype=float) == 1.0):
-            raise ValueError("the laplace gate cannot be fitted in standardised "
-                             "covariates (distances change with the scale): use "
-                             "standardize=False")
-        return params

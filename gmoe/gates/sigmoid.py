@@ -6,8 +6,6 @@ import numpy as np
 from scipy.special import expit, log_expit
 
 from .._design import Design
-from ..params import MoEParams
-from ._base import copy_expert, expert_index
 from .smooth import ScoringGate
 
 __all__ = ["SigmoidGate"]
@@ -72,14 +70,3 @@ class SigmoidGate(ScoringGate):
         leaves the weights in (0, 1) but its parameters free to run off."""
         w = np.exp(state.log_w)
         return np.einsum("kn,kn->k", w * (1.0 - w), expit(-state.cache) ** 2)
-
-    def split(self, params: MoEParams, j: int, rng=None, jitter: float = 0.0) -> MoEParams:
-        """Expert ``j`` made into two copies with intercepts lowered by ``log 2``.
-
-        Not exact (see the class notes); parameters and returns as
-        :meth:`gmoe.gates.Gate.split`.
-        """
-        j = expert_index(params, j)
-        beta0 = np.append(params.beta0, params.beta0[j])
-        beta0[[j, -1]] -= np.log(2.0)
-        return copy_expert(params, j, beta0, rng, jitter)
