@@ -280,10 +280,13 @@ def voronoi_loss(fitted, truth, kind: str = "exact", metric: str = "euclidean", 
     shifted, whatever ``translation`` says. The cells depend on t1 only, and for
     fixed t1 the loss is convex and piecewise linear in ``exp(t0)``, so the best t0 of
     the infimum is found exactly (a kink where a cell's weight matches its true atom's,
-    or t0 -> -inf); t1 is searched by Nelder-Mead from the best of several starting
-    shifts (0, the shifts aligning each fitted beta1 with each true beta1, and a scan of
-    the box they span). Shift 0 is among the candidates, so the infimum is never above
-    the unshifted loss.
+    or t0 -> -inf). With one feature (d = 1) t1 is found exactly too: between the
+    shifts where a cell changes or a fitted beta1 meets a true one, the loss is, for
+    every t0, a positive multiple of a convex function of t1 plus terms free of t1, so
+    each stretch contributes its convex minimiser. With d > 1, t1 is searched by
+    Nelder-Mead from the best of several starting shifts (0, the shifts aligning each
+    fitted beta1 with each true beta1, and a scan of the box they span). Shift 0 is
+    among the candidates, so the infimum is never above the unshifted loss.
 
     Parameters
     ----------

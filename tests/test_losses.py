@@ -196,6 +196,63 @@ def test_infimum_is_no_worse_than_a_brute_force_search(kind, assign, seed):
     assert loss.value <= loss.unshifted
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_exact_d1_shift_is_no_worse_than_the_numerical_search_or_a_dense_scan(seed):
+    """The exact one-feature search (:func:`_line_infimum`) against the d > 1 search
+    (scan + Nelder-Mead) on the same problem and against a dense grid of t1: never
+    above either (to rounding), and the value is the loss at the returned shift."""
+    from gmoe._shift_search import _Problem, _search_infimum
+    from gmoe.losses import _resolve
+
+    rng = np.random.default_rng(seed)
+    for trial in range(12):
+        kstar = int(rng.integers(1, 4))
+        truth = random_params(rng, kstar, 1)
+        k = kstar + int(rng.integers(0, 3))
+        assign = np.concatenate([np.arange(kstar), rng.integers(0, kstar, k - kstar)])
+        fit = near_truth(rng, truth, assign, scale=[0.01, 0.3, 1.0][trial % 3])
+        fit = fit.shift_gate(rng.normal(), [rng.normal()])
+        kind, metric = ["exact", "over"][trial % 2], ["euclidean", "l1"][trial // 6]
+        for translation in ("mass", "infimum"):
+            try:
+                loss = voronoi_loss(fit, truth, kind, metric, translation=translation)
+            except ValueError:  # kind="over" with a cell of four atoms everywhere
+                continue
+            f, t, _, slopes = _resolve(fit, truth, None)
+            problem = _Problem(f, t, slopes, kind, metric, pin_mass=translation == "mass")
+            assert loss.value == pytest.approx(problem.value_t1(loss.shift[1:]), rel=1e-12)
+            searched = problem.value_t1(_search_infimum(problem))
+            assert loss.value <= searched + 1e-10 * max(1.0, searched)
+            lo, hi = loss.shift[1] - 3.0, loss.shift[1] + 3.0
+            grid = problem.profiles(np.linspace(lo, hi, 4001)[:, None])[0]
+            assert loss.value <= grid.min() + 1e-12 * max(1.0, grid.min())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_line_minimisers_match_a_brute_force_minimum(seed):
+    from gmoe._shift_search import _line_minimisers
+
+    rng = np.random.default_rng(seed)
+    m, k = 40, 5
+    centre = rng.normal(size=(m, k))
+    weight = rng.exponential(size=k)
+    power = rng.choice([1.0, 4.0, 6.0], size=(m, k))
+    lo = rng.normal(size=m) - rng.exponential(size=m)
+    hi = lo + rng.exponential(size=m)
+    lo[:5], hi[-5:] = -np.inf, np.inf
+    got = _line_minimisers(lo, hi, centre, weight, power)
+    def F(t, r):  # F at the points t (any shape) of interval r
+        return np.sum(weight * np.abs(np.asarray(t)[..., None] - centre[r]) ** power[r],
+                      axis=-1)
+
+    for r in range(m):
+        assert lo[r] <= got[r] <= hi[r]
+        a = max(lo[r], min(centre[r].min() - 1, hi[r]))
+        b = min(hi[r], max(centre[r].max() + 1, lo[r]))
+        brute = F(np.linspace(a, b, 20001), r).min()
+        assert F(got[r], r) <= brute + 1e-12
+
+
 # ---------------------------------------------------------------- invariances
 
 
