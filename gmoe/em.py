@@ -10,12 +10,12 @@ import time
 import warnings
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from ._design import Design
 from ._restarts import Progress as _Progress
 from ._restarts import _Context, _count_runs, _polish_run, _restarts
 from ._scaling import Scaling, response_scale
+from ._threads import one_thread
 from ._validation import check_positive_int, check_sample_weight, check_X_y
 from .exceptions import (
     ConvergenceWarning,
@@ -223,7 +223,7 @@ default="kmeans"
     start_time = time.perf_counter()
     # The products here are thin ((k, n) by (n, m)): threaded BLAS gains little and,
     # on a loaded machine, spin-waiting threads make it 5-10x slower.
-    with threadpool_limits(1, user_api="blas"):
+    with one_thread("blas"):
         runs = _restarts(ctx, init, settings.n_init, k)
         if settings.polish:
             for i, run in enumerate(runs):

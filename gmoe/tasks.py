@@ -12,9 +12,9 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from ._json import jsonable
+from ._threads import one_thread
 from .config import SimConfig
 from .em import fit_em
 from .model import GaussianMoE
@@ -189,7 +189,7 @@ def run_task(cfg: SimConfig, task: Task, x_eval: np.ndarray) -> dict:
     start = time.perf_counter()
     try:
         # one BLAS thread per task: same numbers whatever the number of workers
-        with threadpool_limits(1), warnings.catch_warnings():
+        with one_thread(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             data_seed, fit_seed = task_seed(cfg.seed, task.n_index, task.rep).spawn(2)
             truth = GaussianMoE(cfg.truth_gate, cfg.truth_params, cfg.x_law)
