@@ -136,7 +136,9 @@ def voronoi_cells(fitted, truth, metric: str = "euclidean", *, shift=None) -> li
     Raises
     ------
     ValueError
-        If the numbers of features differ or ``metric`` is unknown.
+        If the numbers of features differ or ``metric`` is unknown; if ``shift`` is
+        not in the fitted gate's translation group (a slope shift for a gate that
+        shifts intercepts only, any non-zero shift for a gate without a symmetry).
 
     Examples
     --------
@@ -149,12 +151,14 @@ def voronoi_cells(fitted, truth, metric: str = "euclidean", *, shift=None) -> li
     [[0], [1, 2]]
     """
     metric = check_choice(metric, "metric", _METRICS)
-    fit, true, _, _ = _resolve(fitted, truth, None)
+    fit, true, symmetric, shifts_slopes = _resolve(fitted, truth, None)
     problem = _Problem(fit, true, True, "exact", metric)
-    s = np.zeros(1 + fit.params.d)
+    t1 = np.zeros(fit.params.d)
     if shift is not None:
-        s = _check_shift(shift, fit.params.d, True)
-    cell = problem.assign(s[1:])[0]
+        # a shift outside the fitted gate's translation group is refused, as by the loss
+        s = _check_shift(shift, fit.params.d, shifts_slopes, symmetric)
+        t1 = s[1:] if shifts_slopes else t1
+    cell = problem.assign(t1)[0]
     return [np.flatnonzero(cell == j).tolist() for j in range(true.params.k)]
 
 

@@ -457,6 +457,19 @@ def test_cells_ties_go_to_the_lower_true_atom_and_metrics_differ():
     assert voronoi_cells(fit, truth, shift=[0.0, 0.5], metric="l1") == [[], [0]]
 
 
+def test_cells_refuse_a_shift_outside_the_gates_translation_group():
+    truth = MoEParams([0.0, 0.0], [[0.0], [1.0]], [[0.0], [0.0]], [0.0, 2.8], [1.0, 1.0])
+    fit = MoEParams([0.0], [[1.0]], [[0.0]], [1.0], [1.0])
+    laplace = GaussianMoE("laplace", fit)  # shifts intercepts only
+    assert voronoi_cells(laplace, truth, shift=[0.7]) == voronoi_cells(laplace, truth)
+    with pytest.raises(ValueError, match="shift"):
+        voronoi_cells(laplace, truth, shift=[0.0, -1.0])
+    sigmoid = GaussianMoE("sigmoid", fit)  # no translation symmetry
+    with pytest.raises(ValueError, match="translation symmetry"):
+        voronoi_cells(sigmoid, truth, shift=[0.5])
+    assert voronoi_cells(sigmoid, truth, shift=0.0) == voronoi_cells(sigmoid, truth)
+
+
 # ------------------------------------------------------------------- errors
 
 
