@@ -37,6 +37,27 @@ def per_iteration(design, gate, iters: int) -> tuple[float, float]:
     return 1e3 * (time.perf_counter() - t0) / run["n_iter"], float(run["loglik"])
 
 
+def load_old(rev: str):
+    """The TopKGate class of ``rev``, with that revision's ``gmoe/gates/_topk_search.py``
+    (when it has one: the gate's observed-likelihood methods live there)."""
+    import subprocess
+    import sys
+
+    from _baseline import ROOT, load
+
+    has_search = subprocess.run(["git", "cat-file", "-e", f"{rev}:gmoe/gates/_topk_search.py"],
+                                cwd=ROOT, capture_output=True).returncode == 0
+    if not has_search:
+        return load(rev, "gmoe/gates/topk.py").TopKGate
+    name = "gmoe.gates._topk_search"
+    current = sys.modules[name]
+    sys.modules[name] = load(rev, "gmoe/gates/_topk_search.py")
+    try:        # the old topk.py imports the old search module
+        return load(rev, "gmoe/gates/topk.py").TopKGate
+    finally:
+        sys.modules[name] = current
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=100_000)
@@ -45,11 +66,7 @@ def main() -> None:
     parser.add_argument("--baseline", default=None,
                         help="git revision whose top-K gate is timed too (e.g. f50420f)")
     args = parser.parse_args()
-    old = None
-    if args.baseline:
-        from _baseline import load
-
-        old = load(args.baseline, "gmoe/gates/topk.py").TopKGate
+    old = load_old(args.baseline) if args.baseline else None
     print(f"# top-K vs softmax EM iteration, n = {args.n}, k = 3, K = 2, d = 2, "
           f"{args.iters} iterations, numpy {np.__version__}, "
           f"{platform.processor() or platform.machine()}")

@@ -37,6 +37,9 @@ class _EMSteps:
         self.design, self.gate, self.var_floor = design, gate, var_floor
         self.floor_hits = 0
         self.floored = None
+        # (log_w, log_phi, (resp, loglik_n)) from the last gating M-step, if it
+        # computed the E-step at its result (GateStepInfo.posterior)
+        self._posterior = None
 
     def evaluate(self, params: MoEParams):
         """Log weights and expert log densities at ``params``, each (k, n)."""
@@ -54,7 +57,13 @@ class _EMSteps:
 
     def e_step(self, log_w, log_phi, out=None):
         """(log-likelihood, responsibilities), both weighted by the sample weights."""
-        resp, ll_n = joint_log_T(log_w, log_phi, out=out)
+        cached = self._posterior
+        if cached is not None and cached[0] is log_w and cached[1] is log_phi:
+            # the gate's M-step computed exactly this (its arrays, used once)
+            self._posterior = None
+            resp, ll_n = cached[2]
+        else:
+            resp, ll_n = joint_log_T(log_w, log_phi, out=out)
         weight = self.design.weight
         if weight is None:
             return float(ll_n.sum()), resp
@@ -68,7 +77,11 @@ class _EMSteps:
         self.floored = floored
         self.floor_hits += int(floored.any())
         params = params.replace(a=a, b=b, var=var)
-        params, log_w, _ = self.gate.m_step(self.design, resp, params, log_w, log_phi)
+        params, log_w, info = self.gate.m_step(self.design, resp, params, log_w, log_phi)
+        posterior = getattr(info, "posterior", None)
+        # (a gate that models X adds log p(x) to log_phi below: not the same E-step)
+        self._posterior = (None if posterior is None or getattr(self.gate, "models_x", False)
+                           else (log_w, log_phi, posterior))
         return params, log_w, self._with_x(log_phi, params)
 
 

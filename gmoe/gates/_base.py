@@ -22,12 +22,20 @@ SYMMETRIES = ("none", "intercept", "intercept_slope")
 
 @dataclass
 class GateStepInfo:
-    """What a gating M-step did: objective before/after and the steps it took."""
+    """What a gating M-step did: objective before/after and the steps it took.
+
+    ``posterior``, when a gate fills it (top-K, which evaluates the observed
+    log-likelihood at its new parameters anyway), is ``(resp_T, loglik_n)`` at the
+    returned log weights and the ``log_phi_T`` passed, exactly as
+    :func:`gmoe.model.joint_log_T` computes them: EM's next E-step, which then is
+    not recomputed.
+    """
 
     objective_before: float
     objective_after: float
     n_steps: int = 0
     notes: list[str] = field(default_factory=list)
+    posterior: tuple | None = field(default=None, repr=False, compare=False)
 
 
 class Gate(ABC):

@@ -14,11 +14,15 @@ from ..params import MoEParams
 from ._base import GateStepInfo, weighted_objective
 from ._topk_search import (
     _BoundarySearch,
+    _e_step,
     _Hard,
+    _LineBound,
+    _masked_lse,
+    _masked_softmax,
     _observed_terms,
     top_k_mask,
 )
-from .smooth import SmoothGate, masked_log_softmax_T
+from .smooth import SmoothGate, _Point, masked_log_softmax_T
 
 __all__ = ["TopKGate", "RANK_BY", "top_k_mask"]
 
@@ -231,7 +235,8 @@ class TopKGate(_BoundarySearch, SmoothGate):
         """Log weights (k, n) and the selection mask at the given gating arrays."""
         eta, slope = self._eta(beta0, beta1, None, design)
         mask = self._mask(beta0, beta1, design, eta, slope)
-        return masked_log_softmax_T(eta, mask)[0], mask
+        return (masked_log_softmax_T(eta, mask) if mask is None
+                else _masked_softmax(eta, mask, pair=self.K == 2))[0], mask
 
     def log_weights_T(self, design: Design, params: MoEParams) -> np.ndarray:
         self._warn_constant_selection(design, params.k)
@@ -251,6 +256,72 @@ class TopKGate(_BoundarySearch, SmoothGate):
         k = eta.shape[0]
         return [design.ZT] * (k - 1) + [None], None
 
+    def _point(self, theta, design: Design, resp_T, k: int, mask=None, weight=None) -> _Point:
+        """:meth:`SmoothGate._point`, the same arithmetic without ``np.where`` on the
+        mask (slow on an irregular one) and without the log weights (``cache`` holds
+        ``(slope, lse, penalty)`` for them): Newton's steps evaluate it three to five
+        times per M-step."""
+        if mask is None:
+            return super()._point(theta, design, resp_T, k, mask, weight)
+        beta0, beta1, _ = self._arrays(theta, k, design.d)
+        eta, slope = self._eta(beta0, beta1, None, design)
+        P, lse, pen = _masked_softmax(eta, mask, log_w=False, pair=self.K == 2)
+        r, c = self._masked_resp(resp_T, mask) if weight is None else weight
+        with np.errstate(invalid="ignore", over="ignore"):
+            q = float(np.vdot(r, eta) - np.dot(c, lse))
+        # the log weights of the last point only are needed: _hard_state makes them
+        return _Point(theta, eta, (slope, lse, pen), None, P, q if np.isfinite(q) else -np.inf)
+
+    @staticmethod
+    def _masked_resp(resp_T, mask):
+        """Responsibilities inside the selection (a product: the same as ``np.where``
+        for finite responsibilities, and faster) and their column sums."""
+        r = resp_T if mask is None else resp_T * mask
+        return r, r.sum(axis=0)
+
+    # ------------------------------------------- observed log-likelihood
+    def _hard_state(self, point: _Point, design: Design, log_phi_T, mask0) -> _Hard:
+        """:meth:`_fresh_state` at a Newton point (computed with the selection ``mask0``
+        held), reusing its logits and log weights: only the columns whose selection
+        moved are recomputed (the same arithmetic, column by column)."""
+        eta, (slope, lse, pen) = point.eta, point.cache
+        k = eta.shape[0]
+        beta0, beta1, _ = self._arrays(point.theta, k, design.d)
+        mask = self._mask(beta0, beta1, design, eta, slope)
+        log_w, P = eta - lse, point.P          # (as _masked_softmax makes them)
+        log_w += pen
+        moved = np.flatnonzero(np.any(mask != mask0, axis=0))
+        if moved.size:
+            P = P.copy()
+            log_w[:, moved], P[:, moved], _ = _masked_softmax(eta[:, moved], mask[:, moved],
+                                                              pair=self.K == 2)
+        return self._with_terms(log_w, mask, eta, slope, P, design, log_phi_T)
+
+    def _observed_value(self, theta, design: Design, log_phi_T, k: int) -> float:
+        """Observed log-likelihood at ``theta``, lean path for the polish search."""
+        beta0, beta1, _ = self._arrays(theta, k, design.d)
+        eta, slope = self._eta(beta0, beta1, None, design)
+        mask = self._mask(beta0, beta1, design, eta, slope)
+        pair = self.K == 2
+        total = design.weighted_sum(_masked_lse(eta + log_phi_T, mask, pair)
+                                    - _masked_lse(eta, mask, pair))
+        return total if np.isfinite(total) else -np.inf
+
+    def _fresh_state(self, theta, design: Design, log_phi_T, k: int) -> _Hard:
+        """Everything the boundary search needs at ``theta``, computed from scratch (its
+        value: :func:`_observed_loglik`'s arithmetic)."""
+        beta0, beta1, _ = self._arrays(theta, k, design.d)
+        eta, slope = self._eta(beta0, beta1, None, design)
+        mask = self._mask(beta0, beta1, design, eta, slope)
+        log_w, P, _ = _masked_softmax(eta, mask, pair=self.K == 2)
+        return self._with_terms(log_w, mask, eta, slope, P, design, log_phi_T)
+
+    def _with_terms(self, log_w, mask, eta, slope, P, design: Design, log_phi_T) -> _Hard:
+        value, post, _, raw = _observed_terms(log_w, log_phi_T, mask, design.weight,
+                                              self.K == 2)
+        value = value if np.isfinite(value) else -np.inf
+        return _Hard(value, log_w, mask, eta, slope, P, post, raw)
+
     # ---------------------------------------------------------------- M-step
     def m_step(self, design, resp_T, params, log_w_T, log_phi_T=None):
         """Gating M-step; see the class notes. Never lowers the observed log-likelihood."""
@@ -263,8 +334,8 @@ class TopKGate(_BoundarySearch, SmoothGate):
         theta0 = self._theta(params)
         # the log weights at params come with the call (-inf exactly outside S(x))
         mask0 = None if self.K >= k else log_w_T > -np.inf
-        if mask0 is not None and (log_w_T.shape != (k, design.n)
-                                  or np.count_nonzero(mask0) != self.K * design.n):
+        if mask0 is not None and (log_w_T.shape != (k, design.n) or not np.all(
+                mask0.sum(axis=0, dtype=np.int32) == self.K)):    # K in every column
             log_w_T, mask0 = self._log_weights_from(params.beta0, params.beta1, design)
         log_w0 = log_w_T
 
@@ -274,7 +345,9 @@ class TopKGate(_BoundarySearch, SmoothGate):
             info = GateStepInfo(q0, point.q, n_steps, notes)
             return self._with_theta(point.theta, params), point.log_w, info
         candidates = [point.theta]
-        outside = float(np.sum(resp_T, where=~mask0))
+        outside = 0.0                   # (an exact 0 after every E-step: test that first)
+        if np.any((resp_T > 0) & ~mask0):
+            outside = float(np.sum(resp_T, where=~mask0))
         if outside > 1e-12 * design.total_weight:
             # responsibilities on unselected experts (starting values): the dense
             # softmax fit of the same responsibilities is another candidate
@@ -284,72 +357,87 @@ class TopKGate(_BoundarySearch, SmoothGate):
                          "dense softmax candidate tried")
 
         # 2. the selection moves with beta: judge candidates on the observed likelihood
+        #    (without log_phi_T: on the weighted objective)
         fixed_boundaries = self.rank_by == "slope" and design.d == 1
         search = log_phi_T is not None and self.polish_evals > 0 and not fixed_boundaries
-        state = surrogate = None        # what the boundary search reuses
+        surrogate = None                # the boundary search's, when built at theta0
+
+        def evaluate(th) -> _Hard:
+            if log_phi_T is not None:
+                return self._fresh_state(th, design, log_phi_T, k)
+            log_w, mask = self._log_weights_from(*self._arrays(th, k, design.d)[:2], design)
+            value = weighted_objective(resp_T, log_w)
+            return _Hard(value if np.isfinite(value) else -np.inf, log_w, mask)
+
+        direction = point.theta - theta0
+        screen = None
         if log_phi_T is None:
             base = weighted_objective(resp_T, log_w0)
-            results = [self._hard_value(point.theta, design, resp_T, log_phi_T, k)]
+            states = [evaluate(point.theta)]
         else:
-            base, post0 = _observed_terms(log_w0, log_phi_T, mask0, design.weight)
-            state = self._hard_state(point, design, log_phi_T, mask0)
-            results = [(state.value, state.log_w, state.mask)]
-        results += [self._hard_value(theta, design, resp_T, log_phi_T, k)
-                    for theta in candidates[1:]]
-        best = int(np.argmax([res[0] for res in results]))
-        value, log_w, mask = results[best]
-        theta = candidates[best]
-        if best != 0:
-            state = None
-        if not value >= base:
-            state = None
-            direction = point.theta - theta0
+            base, post0, ll0_n, raw0 = _observed_terms(log_w0, log_phi_T, mask0,
+                                                       design.weight, self.K == 2)
+            # weights at theta0 (clipped as in the search's state)
+            P0 = np.exp(np.maximum(log_w0, -60.0))
+            P0 *= mask0
+            # the Newton point (t = 1) and the halvings (t = 1/2, ...) are first put to
+            # an upper bound: one it puts below base is not evaluated (_LineBound)
+            screen = _LineBound(self, theta0, direction, design, log_phi_T, mask0, P0,
+                                post0, ll0_n, 0.5 ** np.arange(self.max_backoff + 1))
+            upper, margin = screen.bound(1.0)
+            states = [_Hard(-np.inf, log_w0, mask0) if upper < base - margin
+                      else self._hard_state(point, design, log_phi_T, mask0)]
+        states += [evaluate(th) for th in candidates[1:]]
+        best = int(np.argmax([st.value for st in states]))
+        state, theta = states[best], candidates[best]
+        if not state.value >= base:
             accepted = False
             t = 1.0
-            if search:
-                # if no halving is accepted the search starts here, on this surrogate
-                beta0, beta1, _ = self._arrays(theta0, k, design.d)
-                eta0, slope0 = self._eta(beta0, beta1, None, design)
-                P0 = np.exp(np.maximum(log_w0, -60.0))
-                P0 *= mask0
-                state0 = _Hard(base, log_w0, mask0, eta0, slope0, P0, post0)
-                surrogate = self._surrogate(theta0, state0, design, log_phi_T, k)
             for _ in range(self.max_backoff):
                 t *= 0.5
-                # every halving is judged on the exact observed log-likelihood: letting
-                # the surrogate skip some changed the fits' paths, and one start far
-                # from the truth then stopped 6.5e3 nats lower (docs/performance.md)
+                # judged on the exact observed log-likelihood (a surrogate's screening
+                # changed the fits' paths, docs/performance.md); the screen only skips
+                # trials the exact pass would reject
                 trial = theta0 + t * direction
-                value, log_w, mask = self._hard_value(trial, design, resp_T, log_phi_T, k)
-                if value >= base:
+                if screen is not None:
+                    upper, margin = screen.bound(t)
+                    if upper < base - margin:
+                        continue
+                state = evaluate(trial)
+                if state.value >= base:
                     theta, accepted = trial, True
                     notes.append(f"observed log-likelihood check: step scaled by {t:g}")
-                    surrogate = None    # the search starts afresh at the accepted step
                     break
             if not accepted:
-                theta, log_w, mask, value = theta0, log_w0, mask0, base
+                theta = theta0
+                state = (_Hard(base, log_w0, mask0) if log_phi_T is None else
+                         _Hard(base, log_w0, mask0, post=post0, raw=raw0))
                 notes.append("observed log-likelihood check: gating parameters kept")
                 if search:
-                    state = state0
+                    # the search starts here, on the surrogate at theta0
+                    beta0, beta1, _ = self._arrays(theta0, k, design.d)
+                    eta0, slope0 = self._eta(beta0, beta1, None, design)
+                    state = state._replace(eta=eta0, slope=slope0, P=P0)
+                    surrogate = self._surrogate(theta0, state, design, log_phi_T, k)
 
         # 3. move the selection boundaries where the data put them, once the step with
         #    the selection held fixed has little left to gain
         #    (with d = 1 and slope ranking the boundaries sit at x = 0 whatever beta
         #    is: only the order of the slopes matters, and step 1 already moves it)
-        gain = value - base
+        gain = state.value - base
         if search and not gain > self.polish_gain * design.total_weight:
-            if surrogate is None:
-                if state is None:
-                    state = self._fresh_state(theta, design, log_phi_T, k)
-            else:
-                state = _Hard(value, log_w, mask, None, None, None, None)
             polished, nfev, hard = self._polish(theta, state, design, log_phi_T, k,
                                                 surrogate)
             if hard is not None:
-                theta = polished
-                value, log_w, mask = hard
+                theta, state = polished, hard
                 notes.append(f"boundary polish: {nfev} evaluations")
-        self._warn_unselected(design, mask)
-        q1 = weighted_objective(resp_T, log_w)
-        info = GateStepInfo(q0, q1, n_steps, notes)
+        log_w = state.log_w
+        self._warn_unselected(design, state.mask)
+        # the weighted objective (informational): 0 log 0 = 0, r log 0 = -inf; summed in
+        # another order than weighted_objective, without its two boolean gathers
+        q1 = (-np.inf if np.any((resp_T > 0) & (log_w == -np.inf))
+              else float(np.vdot(resp_T, np.maximum(log_w, -1e300))))
+        # EM's E-step at the returned log weights, from the exponentials taken above
+        posterior = None if state.raw is None else _e_step(state.raw, state.mask)
+        info = GateStepInfo(q0, q1, n_steps, notes, posterior=posterior)
         return self._with_theta(theta, params), log_w, info
