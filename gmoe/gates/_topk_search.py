@@ -229,13 +229,14 @@ class _LineBound:
         lo, hi = Ds.min(axis=0), Ds.max(axis=0)
         # rounding of the trial scores against this affine model: far below tol
         self.tol = tol = 1e-10 * (1.0 + max(-s0.min(), s0.max()) + max(-lo.min(), hi.max()))
-        # the band at t: no score difference moves faster than the range of Ds, so
-        # the selection holds while t * range < the K-th minus the (K+1)-th score
-        # (less tol); a point is in the band for the t's >= its tau
-        gap = (s0 - _penalty(mask0)).min(axis=0) - (s0 + _penalty(~mask0)).max(axis=0)
-        hi -= lo
+        # the band at t: the margin min_S s - max_notS s of the scores (at least tol
+        # while the selection holds) falls at most by t * (max_notS Ds - min_S Ds); a
+        # point is in the band for the t's >= its tau
+        pen, off = _penalty(mask0), _penalty(~mask0)
+        gap = (s0 - pen).min(axis=0) - (s0 + off).max(axis=0)
+        rate = (Ds + off).max(axis=0) - (Ds - pen).min(axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            tau = np.where(gap > tol, (gap - tol) / hi, 0.0)
+            tau = np.where(gap > tol, np.where(rate > 0, (gap - tol) / rate, np.inf), 0.0)
         self.level_asc = asc = np.sort(ts)
         level = ts.size - np.searchsorted(asc, tau, side="left")    # t's with t >= tau
         band = np.flatnonzero(level)
@@ -247,7 +248,7 @@ class _LineBound:
         f2 += EP * EP - Er * Er
         f2 *= 0.5
         Er -= EP
-        r = hi if self.logit else D.max(axis=0) - D.min(axis=0)   # >= range over S
+        r = (hi - lo) if self.logit else D.max(axis=0) - D.min(axis=0)   # >= range over S
         r *= r * r / 12.0
         terms = (ll0_n, Er, f2, r)
         if design.weight is not None:
