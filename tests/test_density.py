@@ -186,6 +186,7 @@ def test_chunking_does_not_change_the_result(monkeypatch, paper_truth):
     h = hellinger(model_a, model_b, X, pointwise=True)
     tv = total_variation(model_a, model_b, X, pointwise=True)
     monkeypatch.setattr(gmoe.density, "_MAX_CELLS", 10_000)  # a few rows per chunk
+    monkeypatch.setattr(gmoe.density, "_CACHE_CELLS", 300)  # a few panels per chunk
     np.testing.assert_array_equal(hellinger(model_a, model_b, X, pointwise=True), h)
     np.testing.assert_array_equal(total_variation(model_a, model_b, X, pointwise=True), tv)
 
@@ -237,22 +238,142 @@ def test_the_library_gates_are_supported(spec):
     assert hellinger(model, model, X) == 0.0
 
 
-def test_hellinger_direct_sums_match_the_log_space_integrand():
-    # the Hellinger integrand takes sqrt p from direct sums of the component
-    # densities; the log-sum-exp form gives the same values to rounding, also with
-    # top-K zero weights and far-apart components
-    rng = np.random.default_rng(8)
-    fit = GaussianMoE(make_gate({"name": "topk", "K": 2}), random_params(rng, 3, 2))
-    truth = GaussianMoE("softmax", random_params(rng, 2, 2).replace(b=[-30.0, 30.0]))
-    X = rng.uniform(-1, 1, size=(200, 2))
-    comp_a, comp_b = gmoe.density._components(fit, truth, X)
-    bp = gmoe.density._breakpoints(comp_a, comp_b)
-    y, w = gmoe.density._gl_nodes(bp[:, :-1], bp[:, 1:])
-    root = (np.exp(0.5 * gmoe.density._log_mix(y, *comp_a))
-            - np.exp(0.5 * gmoe.density._log_mix(y, *comp_b)))
-    ref = 0.5 * np.einsum("np,np->n", w, root * root)
-    np.testing.assert_allclose(gmoe.density._hellinger_sq_rows(comp_a, comp_b), ref,
-                               rtol=1e-12, atol=1e-15)
+# ------------------------------------------------------------ Hellinger rule
+
+
+def general_rule_h2(model_a, model_b, X, spacing=0.5, nodes=20, half_width=10.0):
+    """h^2 of every row by the previous general rule: breakpoints mu + sd z of every
+    component, Gauss-Legendre on every panel, log-space densities. With the defaults
+    (0.5 sd panels, 20 nodes, +-10 sd) it is converged to rounding; with spacing=2,
+    nodes=10, half_width=8 it is the rule the package used before."""
+    comp_a, comp_b = gmoe.density._components(model_a, model_b, X)
+    z = np.arange(-half_width, half_width + spacing / 2, spacing)
+    bp = np.sort(np.concatenate([(mu[:, :, None] + sd[:, None] * z).reshape(len(mu), -1)
+                                 for _, mu, sd in (comp_a, comp_b)], axis=1), axis=1)
+    x, w = np.polynomial.legendre.leggauss(nodes)
+    half, mid = 0.5 * (bp[:, 1:] - bp[:, :-1]), 0.5 * (bp[:, 1:] + bp[:, :-1])
+    y = (mid[:, :, None] + half[:, :, None] * x).reshape(len(bp), -1)
+
+    def root(log_w, mu, sd):
+        z = (y[:, :, None] - mu[:, None, :]) / sd
+        return np.exp(0.5 * logsumexp(log_w[:, None, :] - np.log(sd * SQRT_2PI) - 0.5 * z * z,
+                                      axis=2))
+
+    d = root(*comp_a) - root(*comp_b)
+    return 0.5 * np.sum((half[:, :, None] * w).reshape(len(bp), -1) * d * d, axis=1)
+
+
+def reference_fits(paper_truth):
+    """Fits like those of a sweep task at the reference setting: exact (k = 2) and
+    over-specified (k = 3: expert 1 split into a main and a narrower satellite)."""
+    exact = GaussianMoE("softmax", paper_truth.replace(
+        beta0=[-7.0233, 0.0], beta1=[[22.5883], [0.0]], a=[[-19.9878], [19.6967]],
+        b=[14.9705, -4.9436], var=[0.0868, 0.1454]))
+    over = GaussianMoE("softmax", MoEParams([11.254, 19.2043, 0.0], [[-8.4772], [-33.3345], [0]],
+                                            [[-19.9857], [20.0254], [-18.5928]],
+                                            [14.9942, -5.0045, 13.4723], [0.0895, 0.1599, 0.0383]))
+    return exact, over
+
+
+def test_closed_forms_and_quadrature_agree_with_the_converged_general_rule(paper_truth):
+    # closed-form rows and quadrature rows (with graded crossovers) of a sweep task,
+    # against the previous rule refined to convergence
+    truth = paper_model(paper_truth)
+    X = np.random.default_rng(11).uniform(0, 1, size=(150, 1))
+    for fit in reference_fits(paper_truth):
+        comp_a, comp_b = gmoe.density._components(fit, truth, X)
+        log_c, _ = gmoe.density._pair_terms(comp_a, comp_b)
+        _, size = gmoe.density._clusters(log_c > gmoe.density._LOG_TOL)
+        quad_rows = (size > 2).any(axis=1)
+        assert 0 < quad_rows.sum() < len(X) or fit.params.k == 3  # both paths are used
+        h2 = gmoe.density._hellinger_sq_rows(comp_a, comp_b)
+        np.testing.assert_allclose(h2, general_rule_h2(fit, truth, X), rtol=0, atol=1e-12)
+    exact, _ = reference_fits(paper_truth)
+    h = hellinger(exact, truth, X, pointwise=True)
+    assert np.abs(h - np.sqrt(general_rule_h2(exact, truth, X))).max() < 1e-10
+
+
+def test_crossovers_in_the_tails_are_resolved(paper_truth):
+    # at x = 0.45 the experts of each mixture meet about 5 sd from both means: sqrt p
+    # has branch points close to the line; 2-sd panels everywhere (the previous rule)
+    # err by 1e-10 in h^2 there, the graded panels do not
+    truth = paper_model(paper_truth)
+    exact, _ = reference_fits(paper_truth)
+    for x in (0.42, 0.45, 0.55):
+        h2_ref, _ = quad_reference(exact, truth, [x])
+        h = hellinger(exact, truth, [[x]])
+        assert abs(h**2 - h2_ref) < 1e-14, (x, h**2 - h2_ref)
+    old = general_rule_h2(exact, truth, [[0.45]], spacing=2.0, nodes=10, half_width=8.0)
+    assert abs(old[0] - quad_reference(exact, truth, [0.45])[0]) > 1e-11
+
+
+@pytest.mark.parametrize("dmu,ratio", [(1e-7, 1.0), (0.0, 1 + 1e-7), (3e-6, 1 - 2e-6)])
+def test_pair_closed_form_keeps_relative_accuracy_for_tiny_distances(dmu, ratio):
+    # h^2 ~ 1e-15: 1 - BC would keep no digit; against the series of h^2 = 1 - exp(-t),
+    # t = x - 1/2 log(1 - e) = x + e / 2 + e^2 / 4 + ..., e = (s1 - s2)^2 / v,
+    # x = dmu^2 / (4 v), v = s1^2 + s2^2
+    s1, s2 = 0.3, 0.3 * ratio
+    model_a, model_b = single(0.0, 0.0, s1**2), single(0.0, dmu * s1, s2**2)
+    v = s1**2 + s2**2
+    e, x = (s1 - s2) ** 2 / v, (dmu * s1) ** 2 / (4 * v)
+    t = x + e / 2 + e**2 / 4
+    h = hellinger(model_a, model_b, [[0.0]])
+    assert h**2 == pytest.approx(t - t**2 / 2, rel=1e-9, abs=0)
+
+
+@pytest.mark.parametrize("dmu,ratio", [(0.05, 1.0), (0.5, 0.8), (3.0, 1.0), (12.0, 3.0),
+                                       (0.0, 30.0)])
+def test_pair_closed_form_against_quadrature(dmu, ratio):
+    model_a, model_b = single(0.0, 0.0, 0.09), single(0.0, dmu * 0.3, 0.09 * ratio**2)
+    h2_ref, _ = quad_reference(model_a, model_b, [0.0])
+    h = hellinger(model_a, model_b, [[0.0]])
+    assert h**2 == pytest.approx(h2_ref, rel=1e-10, abs=0)
+    assert 0 < h <= 1
+
+
+def test_weighted_pairs_and_singletons_in_mixtures():
+    # experts far apart: every cluster is a pair (different weights) or, for the third
+    # expert of model_a, a singleton adding w / 2; against quadrature
+    rng = np.random.default_rng(12)
+    X = rng.uniform(-1, 1, size=(6, 1))
+    model_a = GaussianMoE("softmax", MoEParams([0.3, 0.1, -1.0], [[1.0], [-0.5], [0.2]],
+                                               [[1.0], [0.0], [0.5]], [-30.0, 0.0, 30.0],
+                                               [0.5, 1.0, 0.3]))
+    model_b = GaussianMoE("softmax", MoEParams([0.0, 0.0], [[0.8], [0.0]], [[1.1], [0.0]],
+                                               [-30.2, 0.1], [0.55, 0.9]))
+    comp_a, comp_b = gmoe.density._components(model_a, model_b, X)
+    _, size = gmoe.density._clusters(gmoe.density._pair_terms(comp_a, comp_b)[0]
+                                     > gmoe.density._LOG_TOL)
+    np.testing.assert_array_equal(size, np.tile([2, 2, 1, 2, 2], (len(X), 1)))
+    h = hellinger(model_a, model_b, X, pointwise=True)
+    for i in range(len(X)):
+        assert h[i] ** 2 == pytest.approx(quad_reference(model_a, model_b, X[i])[0], rel=1e-10,
+                                          abs=0)
+
+
+def test_mixed_rows_top_k_and_pointwise(paper_truth):
+    # one call with rows of every kind: pair-only rows, quadrature rows, and top-K rows
+    # with -inf log weights in both
+    truth = paper_model(paper_truth)
+    exact, over = reference_fits(paper_truth)
+    topk = GaussianMoE(TopKLocalGate(2), over.params)
+    X = np.array([[0.05], [0.3], [0.45], [0.5], [0.62], [0.9]])
+    assert np.isneginf(topk.log_weights(X)).any()
+    for model_a in (exact, over, topk):
+        h = hellinger(model_a, truth, X, pointwise=True)
+        assert h.shape == (len(X),) and hellinger(model_a, truth, X) == pytest.approx(h.mean())
+        for i in range(len(X)):
+            assert abs(h[i] ** 2 - quad_reference(model_a, truth, X[i])[0]) < 1e-13, (i, model_a)
+    assert hellinger(topk, topk, X) == 0.0
+
+
+def test_clusters_are_the_connected_components_of_the_couplings():
+    edge = np.zeros((2, 3, 2), dtype=bool)
+    edge[0, 0, 0] = edge[0, 1, 0] = True  # a0 - b0 - a1; a2, b1 alone
+    edge[1, 2, 1] = edge[1, 2, 0] = edge[1, 0, 1] = True  # a0 - b1 - a2 - b0; a1 alone
+    label, size = gmoe.density._clusters(edge)
+    np.testing.assert_array_equal(label, [[0, 0, 2, 0, 4], [0, 1, 0, 0, 0]])
+    np.testing.assert_array_equal(size, [[3, 3, 1, 3, 1], [4, 1, 4, 4, 4]])
 
 
 # ------------------------------------------------------------------- errors
