@@ -16,10 +16,12 @@ the k-means labels that ``fit_em(init="kmeans", rng=seed)`` draws for its first
 restart are computed here with the same seed and passed to flexmix as its initial
 posterior, smoothed exactly as gmoe smooths them ((1 - s) onehot + s / k, s =
 0.05). So flexmix and gmoe's n_init = 1 fit start from the same responsibilities;
-gmoe's n_init = 5 fit adds four more k-means restarts and keeps the best; gmoe's
-default (``ga``, MoERegressor's ``init="auto", n_init=5``) adds to those the starts
-grown from the (k-1)-expert fit. ``--flexmix-init random`` uses flexmix's own default (random
-hard assignment) instead.
+gmoe's n_init = 5 fit adds four more k-means restarts and keeps the best; ``ga``
+(``fit_em(init="auto", n_init=5)``, MoERegressor's former default without the
+standardisation) adds to those the starts grown from the (k-1)-expert fit; ``gd`` is
+``MoERegressor``'s current default (``init="auto", n_init=5``, screened restarts from
+k-means on a sample, standardised units). ``--flexmix-init random`` uses flexmix's own
+default (random hard assignment) instead.
 
 Times: flexmix, the elapsed time of the ``flexmix()`` call inside R (data already
 loaded, after a warm-up fit); gmoe, the wall time of the ``fit_em`` call (after a
@@ -46,12 +48,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 import gmoe
-from gmoe import GaussianMoE, MoEParams, SoftmaxGate, fit_em
+from gmoe import GaussianMoE, MoEParams, MoERegressor, SoftmaxGate, fit_em
 from gmoe._design import Design
 from gmoe.initialization import kmeans_responsibilities, params_from_responsibilities
 
@@ -121,6 +124,16 @@ def timed_fit(X, y, k, n_init, seed, init="kmeans"):
     return fit, time.perf_counter() - t0
 
 
+def timed_default(X, y, k, seed):
+    """MoERegressor's default fit (with tol and max_iter as flexmix's): (result, seconds)."""
+    t0 = time.perf_counter()
+    reg = MoERegressor(n_experts=k, tol=TOL, max_iter=MAX_ITER, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reg.fit(X, y)
+    return reg.result_, time.perf_counter() - t0
+
+
 def start_from_labels(X, y, labels, k) -> MoEParams:
     """The parameters gmoe's kmeans init builds from ``labels`` (one smoothed M-step)."""
     resp = np.zeros((k, len(y)))
@@ -151,6 +164,7 @@ def benchmark(ns, reps, init, workdir: Path) -> list[dict]:
                 # MoERegressor's default: k-means restarts plus starts grown from the
                 # (k-1)-expert fit, so k experts never end below k - 1
                 ga, sa = timed_fit(X, y, k, 5, fit_seeds[k], init="auto")
+                gd, sd = timed_default(X, y, k, fit_seeds[k])
                 row = {"n": n, "rep": rep, "k": k, "fm_seconds": fm["seconds"],
                        "fm_failed": bool(fm.get("failed", 1))}
                 if not row["fm_failed"]:
@@ -166,7 +180,8 @@ def benchmark(ns, reps, init, workdir: Path) -> list[dict]:
                            g5_converged=g5.converged, g5_reason=g5.reason,
                            g5_restart_logliks=[float(v) for v in g5.restart_logliks],
                            g5_best_restart=g5.best_restart,
-                           ga_seconds=sa, ga_iter=ga.n_iter, ga_loglik=ga.loglik)
+                           ga_seconds=sa, ga_iter=ga.n_iter, ga_loglik=ga.loglik,
+                           gd_seconds=sd, gd_iter=gd.n_iter, gd_loglik=gd.loglik)
                 rows.append(row)
                 print(_row_line(row), flush=True)
     return rows
@@ -191,11 +206,17 @@ COLUMNS = [
     ("(g1-fm)/n", 9, ".1e", lambda r: (r["g1_loglik"] - r["fm_loglik"]) / r["n"]),
     ("(g5-fm)/n", 9, ".1e", lambda r: (r["g5_loglik"] - r["fm_loglik"]) / r["n"]),
     ("(ga-fm)/n", 9, ".1e", lambda r: (r.get("ga_loglik", np.nan) - r["fm_loglik"]) / r["n"]),
+    ("gd s", 7, ".3f", lambda r: r.get("gd_seconds", np.nan)),
+    ("x gd", 6, ".1f", lambda r: r["fm_seconds"] / r.get("gd_seconds", np.nan)),
+    ("(gd-fm)/n", 9, ".1e", lambda r: (r.get("gd_loglik", np.nan) - r["fm_loglik"]) / r["n"]),
+    ("gd-ga", 9, ".1e", lambda r: r.get("gd_loglik", np.nan) - r.get("ga_loglik", np.nan)),
 ]
 LEGEND = ("fm = flexmix; em = gmoe EM alone from the smoothed k-means labels (flexmix's start "
           "under --flexmix-init kmeans), k-means time excluded; g1 = gmoe "
           "fit_em(init='kmeans', n_init=1) incl. k-means; g5 = the same with n_init=5; "
-          "ga = gmoe's default (MoERegressor: init='auto', n_init=5); "
+          "ga = gmoe fit_em(init='auto', n_init=5) (MoERegressor's former default, "
+          "unstandardised); gd = MoERegressor() (the current default: screened "
+          "restarts, k-means on a sample); "
           "s = seconds, it = iterations (g5: of the best restart); x = flexmix time / gmoe "
           "time")
 
@@ -255,12 +276,17 @@ def summarize(rows: list[dict]) -> tuple[str, bool]:
             checks[f"n = {nbig}, k = {k}: gmoe(n_init=5) loglik >= flexmix - 1e-6 n"] = all(
                 r["g5_loglik"] >= r["fm_loglik"] - 1e-6 * r["n"] for r in sel)
             if all("ga_seconds" in r for r in sel):
-                checks[f"n = {nbig}, k = {k}: gmoe default >= 20x faster (every rep)"] = all(
+                checks[f"n = {nbig}, k = {k}: gmoe auto >= 20x faster (every rep)"] = all(
                     r["fm_seconds"] / r["ga_seconds"] >= 20 for r in sel)
-                checks[f"n = {nbig}, k = {k}: gmoe default loglik >= flexmix - 1e-6 n"] = all(
+                checks[f"n = {nbig}, k = {k}: gmoe auto loglik >= flexmix - 1e-6 n"] = all(
                     r["ga_loglik"] >= r["fm_loglik"] - 1e-6 * r["n"] for r in sel)
+            if all("gd_seconds" in r for r in sel):
+                checks[f"n = {nbig}, k = {k}: gmoe default >= 20x faster (every rep)"] = all(
+                    r["fm_seconds"] / r["gd_seconds"] >= 20 for r in sel)
+                checks[f"n = {nbig}, k = {k}: gmoe default loglik >= flexmix - 1e-6 n"] = all(
+                    r["gd_loglik"] >= r["fm_loglik"] - 1e-6 * r["n"] for r in sel)
     out += ["", "Over-specified (k = 3) fit below the exact (k = 2) fit on the same data:"]
-    fm_below = g1_below = g5_below = ga_below = total = 0
+    fm_below = g1_below = g5_below = ga_below = gd_below = total = 0
     for n in sorted({r["n"] for r in rows}):
         for rep in sorted({r["rep"] for r in rows if r["n"] == n}):
             pair = {r["k"]: r for r in rows if r["n"] == n and r["rep"] == rep}
@@ -282,11 +308,16 @@ def summarize(rows: list[dict]) -> tuple[str, bool]:
                            f"k=2 {p2['g5_loglik']:.4f}")
             if "ga_loglik" in p3 and p3["ga_loglik"] < p2["ga_loglik"]:
                 ga_below += 1
-                out.append(f"  gmoe default n = {n} rep {rep}: k=3 {p3['ga_loglik']:.4f} < "
+                out.append(f"  gmoe auto n = {n} rep {rep}: k=3 {p3['ga_loglik']:.4f} < "
                            f"k=2 {p2['ga_loglik']:.4f}")
+            if "gd_loglik" in p3 and p3["gd_loglik"] < p2["gd_loglik"]:
+                gd_below += 1
+                out.append(f"  gmoe default n = {n} rep {rep}: k=3 {p3['gd_loglik']:.4f} < "
+                           f"k=2 {p2['gd_loglik']:.4f}")
     out.append(f"  flexmix: {fm_below}/{total} data sets; gmoe n_init=1: {g1_below}/{total}; "
-               f"gmoe n_init=5: {g5_below}/{total}; gmoe default: {ga_below}/{total}")
-    checks["gmoe default (init='auto', n_init=5): k=3 never below k=2"] = ga_below == 0
+               f"gmoe n_init=5: {g5_below}/{total}; gmoe auto: {ga_below}/{total}; "
+               f"gmoe default: {gd_below}/{total}")
+    checks["gmoe auto (init='auto', n_init=5): k=3 never below k=2"] = ga_below == 0
     out += ["", "Checks:"] + [f"  [{'PASS' if v else 'FAIL'}] {name}" for name, v in checks.items()]
     return "\n".join(out), all(checks.values())
 
@@ -300,7 +331,8 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.8))
     styles = {"fm": ("flexmix", "o", "-"), "gem": ("gmoe EM alone", "D", ":"),
               "g1": ("gmoe, n_init=1", "s", "--"), "g5": ("gmoe, n_init=5", "^", "-"),
-              "ga": ("gmoe default (auto)", "v", "-.")}
+              "ga": ("gmoe auto, full restarts", "v", "-."),
+              "gd": ("gmoe default (MoERegressor)", "P", ":")}
     colors = {2: "tab:blue", 3: "tab:red"}
     ok = [r for r in rows if not r["fm_failed"]]
 

@@ -6,6 +6,7 @@ polish its certificate)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from ._scaling import Scaling
 from .gates import Gate
 from .initialization import (
     kmeans_responsibilities,
+    kmeans_rows,
     near_truth_params,
     params_from_responsibilities,
     random_responsibilities,
@@ -86,13 +88,24 @@ class _Context:
     report: Progress | None = None
     truth: MoEParams | None = None
     seen: dict = field(default_factory=dict)
+    _rows: tuple = ()       # (the rows of k-means, see kmeans_rows), once drawn
+
+    def kmeans_rows(self) -> np.ndarray | None:
+        """The rows every k-means start of the fit runs on (``kmeans_sample``, at
+        least k of them), drawn at the first k-means start; None: every row."""
+        if not self._rows:
+            sample = self.settings.kmeans_sample
+            self._rows = (kmeans_rows(self.design.n, None if sample is None
+                                      else max(sample, self.k), self.rng),)
+        return self._rows[0]
 
     def run(self, params0: MoEParams, label: str, dedupe: bool = False,
-            max_iter: int | None = None) -> dict:
+            max_iter: int | None = None, settings: FitSettings | None = None) -> dict:
         """One EM run from ``params0`` (internal units); with ``dedupe``, a start whose
         experts repeat an earlier deduplicated start's (the same k-means partition,
         relabelled) reuses that run (see :func:`start_key`).
-        ``max_iter`` overrides the fit's (the short runs of screened restarts)."""
+        ``max_iter`` and ``settings`` override the fit's (the short runs of screened
+        restarts)."""
         report = self.report
         if report is not None:
             report.begin(label)
@@ -102,7 +115,8 @@ class _Context:
             if report is not None:
                 report.step_done("the same partition as an earlier start: not run again")
             return run
-        run = _run_em(self.design, self.gate, params0, self.settings, self.var_floor,
+        run = _run_em(self.design, self.gate, params0,
+                      self.settings if settings is None else settings, self.var_floor,
                       max_iter=max_iter,
                       offset=self.scaling.log_jacobian(self.design.total_weight),
                       var_unit=self.scaling.y_scale**2,
@@ -152,8 +166,22 @@ def _greedy(ctx: _Context, k: int) -> dict:
     return current
 
 
-def _count_runs(init, n_init: int, k: int, min_experts: int) -> tuple[int, int]:
-    """``(EM runs, final runs)`` that :func:`_restarts` makes (final runs are polished)."""
+def _count_runs(init, n_init: int, k: int, min_experts: int,
+                screened: bool = False) -> tuple[int, int]:
+    """``(EM runs, polished runs)`` that :func:`_restarts` makes (with ``screened``
+    restarts: one group of ``n_init`` starts is screened, see :func:`_continue_best`)."""
+    runs, final = _count_full(init, n_init, k, min_experts)
+    if (screened and n_init > 1 and not isinstance(init, MoEParams)
+            and not (init in ("auto", "split") and k == 1)):
+        # the best short run goes on (one more step) and, unless the group is the
+        # smallest fit of "split" (whose runs are not final), the others are not polished
+        runs += 1
+        final -= 0 if init == "split" else n_init - 1
+    return runs, final
+
+
+def _count_full(init, n_init: int, k: int, min_experts: int) -> tuple[int, int]:
+    """``(EM runs, final runs)`` of full restarts (final runs are polished)."""
     if isinstance(init, MoEParams):
         return 1, 1
     if init == "auto":
@@ -167,7 +195,7 @@ def _count_runs(init, n_init: int, k: int, min_experts: int) -> tuple[int, int]:
     if init == "split":
         if k == 1:
             return 1, 1
-        smaller = n_init if k == 2 else _count_runs("split", n_init, k - 1, min_experts)[0]
+        smaller = n_init if k == 2 else _count_full("split", n_init, k - 1, min_experts)[0]
         return smaller + k, k
     return n_init, n_init
 
@@ -199,7 +227,9 @@ def _restarts(ctx: _Context, init, n_init: int, k: int) -> list[dict]:
         return _split_runs(ctx, _best(smaller), k - 1)
     runs = []
     count = 1 if isinstance(init, MoEParams) else n_init
-    screen = ctx.settings.screen_iter if count > 1 else None
+    screened = count > 1 and ctx.settings.screened
+    short = _short_settings(ctx.settings) if screened else None
+    screen = ctx.settings.screen_iter if screened else None
     for i in range(count):
         if isinstance(init, MoEParams):
             params0, label = gate.prepare(init), "the given start"
@@ -209,24 +239,50 @@ def _restarts(ctx: _Context, init, n_init: int, k: int) -> list[dict]:
                                              ctx.settings.init_scale)), gate)
             label = f"near-truth start {i + 1}/{count}"
         else:
-            resp = (kmeans_responsibilities(X, y, k, ctx.rng) if init == "kmeans"
-                    else random_responsibilities(n, k, ctx.rng))
+            resp = (kmeans_responsibilities(X, y, k, ctx.rng, rows=ctx.kmeans_rows())
+                    if init == "kmeans" else random_responsibilities(n, k, ctx.rng))
             params0 = params_from_responsibilities(design, resp, gate, ctx.var_floor)
             label = f"{'k-means' if init == 'kmeans' else 'random'} start {i + 1}/{count}"
         runs.append(ctx.run(params0, label if k == ctx.k else f"{label} with k={k}",
-                            dedupe=init == "kmeans", max_iter=screen))
-    return runs if screen is None else _continue_best(ctx, runs)
+                            dedupe=init == "kmeans", max_iter=screen, settings=short))
+    return _continue_best(ctx, runs) if screened else runs
+
+
+def _short_settings(settings: FitSettings) -> FitSettings | None:
+    """The settings of the short runs of screened restarts: the fit's, with
+    ``screen_tol`` (never below ``tol``) in place of ``tol``; None when only
+    ``screen_iter`` screens (the fit's own settings, cut by the iteration count)."""
+    if settings.screen_tol is None:
+        return None
+    return dataclasses.replace(settings, tol=max(settings.screen_tol, settings.tol))
+
+
+def _goes_on(run: dict, settings: FitSettings, total_weight: float) -> bool:
+    """Whether a short run must go on to meet the fit's own stopping rule: it stopped
+    at ``screen_iter`` (below ``max_iter``) or by ``screen_tol`` with a last change
+    above ``tol`` (the rule of :func:`gmoe._em_loop._run_em`, on the same trace)."""
+    if run["stopped_by"] == "failure" or run["n_iter"] >= settings.max_iter:
+        return False
+    if run["stopped_by"] == "max_iter":  # below max_iter: cut at screen_iter
+        return True
+    trace = run["trace"]
+    change = abs(trace[-1] - trace[-2])
+    bound = (settings.tol * abs(trace[-1]) if settings.stop == "relative"
+             else settings.tol * total_weight)
+    return not change <= bound
 
 
 def _continue_best(ctx: _Context, runs: list[dict]) -> list[dict]:
     """Screened restarts: the best short run (by log-likelihood, among those that did
-    not fail) is run on to convergence; the others are marked ``screened_out`` and
-    are neither polished nor chosen (docs/performance.md, "Restarts")."""
+    not fail; each stopped at ``screen_iter`` iterations or by ``screen_tol``) is run
+    on to convergence under the fit's own rule; the others are marked
+    ``screened_out`` and are neither polished nor chosen (docs/performance.md,
+    "Restarts")."""
     best = _best(runs)
     for run in runs:
         run["screened_out"] = run is not best
     max_iter = ctx.settings.max_iter
-    if best["stopped_by"] == "max_iter" and max_iter > ctx.settings.screen_iter:
+    if _goes_on(best, ctx.settings, ctx.design.total_weight):
         more = ctx.run(best["params"], f"{best['label']}, run on",
                        max_iter=max_iter - best["n_iter"])
         # one run: the traces joined (the continuation's first entry repeats the
@@ -236,6 +292,9 @@ def _continue_best(ctx: _Context, runs: list[dict]) -> list[dict]:
                     floor_hits=best["floor_hits"] + more["floor_hits"],
                     screened_out=False)
         runs = [more if run is best else run for run in runs]
+    elif ctx.report is not None:  # the step that progress counted for the run on
+        ctx.report.begin(f"{best['label']}, run on")
+        ctx.report.step_done("met the fit's stopping rule in its short run")
     return runs
 
 

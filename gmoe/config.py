@@ -39,7 +39,8 @@ METRICS = ("loss", "loss_mass", "loss_infimum", "parameter_errors", "logit_error
 _TOP_KEYS = {"name", "description", "seed", "reps", "truth", "x", "fit", "n_grid", "metrics",
              "theory", "loss", "hellinger", "quick", "grid", "verdict", "data", "compare"}
 _FIT_KEYS = {"n_experts", "gate", "init", "init_scale", "n_init", "tol", "max_iter", "stop",
-             "accelerate", "polish", "gtol", "var_floor", "screen_iter"}
+             "accelerate", "polish", "gtol", "var_floor", "screen_iter", "screen_tol",
+             "kmeans_sample"}
 _NGRID_KEYS = {"values", "min", "max", "num", "spacing"}
 _TRUTH_KEYS = {"gate", "beta0", "beta1", "a", "b", "var", "sd", "tau", "gate_cov"}
 _LOSS_KEYS = {"kind", "metric", "translation"}
@@ -202,9 +203,10 @@ class SimConfig:
         _int(fit["n_experts"], "fit.n_experts", name)
         fit["gate"] = _gate_spec(fit.get("gate", truth["gate"]), "fit.gate", name)
         settings = _settings(FitSettings, fit, "fit.", name, init="near_truth")
-        # the keys defaulted into the table (not accelerate, var_floor, screen_iter:
-        # configs without them keep their hash); polish is defaulted, so results of
-        # uncertified runs made before that key existed have another hash
+        # the keys defaulted into the table (not accelerate, var_floor, screen_iter,
+        # screen_tol, kmeans_sample: configs without them keep their hash); polish is
+        # defaulted, so results of uncertified runs made before that key existed have
+        # another hash
         for key in _FIT_DEFAULTED:
             fit.setdefault(key, getattr(settings, key))
         _n_values(_require_table(data["n_grid"], "n_grid", name), name)

@@ -47,6 +47,8 @@ def fit_em(X, y, n_experts: int, gate: Gate | str | dict | None = None,
            init_scale: float | str = _D.init_scale, accelerate: bool = _D.accelerate,
            polish: bool = _D.polish, gtol: float = _D.gtol, sample_weight=None,
            standardize: bool = _D.standardize, screen_iter: int | None = _D.screen_iter,
+           screen_tol: float | None = _D.screen_tol,
+           kmeans_sample: int | None = _D.kmeans_sample,
            verbose: int = 0, progress=None, warn: bool = True) -> FitResult:
     """Fit a Gaussian mixture of experts by EM, keeping the best of ``n_init`` restarts.
 
@@ -75,6 +77,15 @@ default="kmeans"
         ``n_init=5`` for k from 2 to 40 (``benchmarks/auto_cost.py``; docs: user
         guide, "Fitting your own data").
         An explicit MoEParams starts from those parameters (in the units of X and y).
+    kmeans_sample : int, optional
+        Seed and run k-means (the starts of ``init="kmeans"`` and ``"auto"``) on a
+        random subsample of ``kmeans_sample`` rows (at least ``n_experts``), drawn
+        once per fit, then label every row by its nearest centre: k-means++ seeding
+        and Lloyd's iterations cost O(kmeans_sample) each instead of O(n), and one
+        pass over the n rows remains. Restarts that reach the same centres on the
+        sample are recognised and not run again, as with the full k-means. Other
+        starts than the full k-means' (and other draws from ``rng``); None
+        (default), or a sample of at least n rows: k-means on every row.
     n_init : int, default=1
         Number of restarts; the best final log-likelihood among successful fits wins.
     screen_iter : int, optional
@@ -88,6 +99,15 @@ default="kmeans"
         "Restarts". None (default): every restart runs to convergence and is
         polished. The split starts of ``init="split"``/``"auto"`` are never
         screened.
+    screen_tol : float, optional
+        Screen the restarts by a loose tolerance instead of (or besides) a number
+        of iterations: each short run stops when the stopping rule ``stop`` holds
+        with ``screen_tol`` in place of ``tol`` (or after ``screen_iter``
+        iterations, if given, whichever comes first), and the best short run goes
+        on with ``tol``. A run that converges in a few iterations then stops after
+        fewer still, and a slow one is not cut at an arbitrary count. A
+        ``screen_tol`` below ``tol`` screens at ``tol`` (every short run is a full
+        run; only the polish of the best is saved).
     tol : float, default=1e-6
         Stopping tolerance on the change of the log-likelihood.
     max_iter : int, default=2000
@@ -181,7 +201,8 @@ default="kmeans"
     settings = FitSettings(init=init, n_init=n_init, tol=tol, max_iter=max_iter, stop=stop,
                            var_floor=var_floor, init_scale=init_scale, accelerate=accelerate,
                            polish=polish, gtol=gtol, screen_iter=screen_iter,
-                           standardize=standardize)
+                           standardize=standardize, screen_tol=screen_tol,
+                           kmeans_sample=kmeans_sample)
     verbose = check_positive_int(int(verbose) if isinstance(verbose, bool) else verbose,
                                  "verbose", minimum=0)
     n, d = X.shape
@@ -214,7 +235,8 @@ default="kmeans"
     design = Design(Xs, ys, weight)
     if isinstance(init, MoEParams):
         init = scaling.to_internal(gate.prepare(init), gate)
-    n_runs, n_final = _count_runs(init, settings.n_init, k, gate.min_experts)
+    n_runs, n_final = _count_runs(init, settings.n_init, k, gate.min_experts,
+                                   settings.screened)
     report = (_Progress(n_runs + n_final * settings.polish, verbose, progress, k)
               if verbose or progress is not None else None)
     ctx = _Context(design, gate, rng, settings, var_floor / scaling.y_scale**2, scaling, k,

@@ -10,7 +10,7 @@ from .gates import Gate
 from .params import MoEParams
 from .settings import INITS
 
-__all__ = ["INITS", "near_truth_params", "kmeans_responsibilities",
+__all__ = ["INITS", "near_truth_params", "kmeans_rows", "kmeans_responsibilities",
            "random_responsibilities", "params_from_responsibilities"]
 
 
@@ -91,13 +91,10 @@ def near_truth_params(truth: MoEParams, k: int, n: int, rng, scale: float = 1.0,
     return MoEParams(beta0, beta1, a, b, var, tau, cov)
 
 
-def kmeans_responsibilities(X: np.ndarray, y: np.ndarray, k: int, rng,
-                            max_iter: int = 100) -> np.ndarray:
-    """One-hot responsibilities (k, n) from k-means (k-means++ seeding) on standardised (X, y)."""
-    data = np.column_stack([X, y])
-    data = (data - data.mean(axis=0)) / np.maximum(data.std(axis=0), 1e-300)
+def _seed_centres(data: np.ndarray, sq_norms: np.ndarray, k: int, rng) -> np.ndarray:
+    """k-means++ seeding: k rows of ``data``, each drawn with probability proportional
+    to its squared distance from the nearest centre drawn before."""
     n = data.shape[0]
-    sq_norms = np.einsum("nd,nd->n", data, data)
     centers = np.empty((k, data.shape[1]))
     centers[0] = data[rng.integers(n)]
     closest = np.full(n, np.inf)
@@ -107,10 +104,23 @@ def kmeans_responsibilities(X: np.ndarray, y: np.ndarray, k: int, rng,
         total = closest.sum()
         idx = rng.integers(n) if total <= 0 else rng.choice(n, p=closest / total)
         centers[j] = data[idx]
-    labels = np.full(n, -1)
+    return centers
+
+
+def _nearest(data: np.ndarray, sq_norms: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """The index of each row's nearest centre (squared Euclidean distance)."""
+    dist = sq_norms[:, None] - 2 * data @ centers.T + np.einsum("kd,kd->k", centers, centers)
+    return dist.argmin(axis=1)
+
+
+def _lloyd(data: np.ndarray, sq_norms: np.ndarray, centers: np.ndarray,
+           max_iter: int) -> np.ndarray:
+    """Lloyd's iterations from ``centers`` (updated in place) until the labels repeat
+    or ``max_iter``; returns the labels. An empty cluster keeps its centre."""
+    k = centers.shape[0]
+    labels = np.full(data.shape[0], -1)
     for _ in range(max_iter):
-        dist = sq_norms[:, None] - 2 * data @ centers.T + np.einsum("kd,kd->k", centers, centers)
-        new = dist.argmin(axis=1)
+        new = _nearest(data, sq_norms, centers)
         if np.array_equal(new, labels):
             break
         labels = new
@@ -119,9 +129,83 @@ def kmeans_responsibilities(X: np.ndarray, y: np.ndarray, k: int, rng,
                                 for col in data.T])
         nonempty = counts > 0
         centers[nonempty] = sums[nonempty] / counts[nonempty, None]
+    return labels
+
+
+def kmeans_rows(n: int, sample: int | None, rng) -> np.ndarray | None:
+    """The rows on which k-means seeds and iterates: ``sample`` of the n rows, drawn
+    without replacement (in increasing order), or None (every row, and nothing drawn
+    from ``rng``) when ``sample`` is None or at least n.
+
+    One draw serves every restart of a fit: restarts whose seeding leads to the same
+    centres then label the n rows identically, and :func:`gmoe._restarts.start_key`
+    recognises the repeated start, as it does for the full k-means.
+    """
+    if sample is None or sample >= n:
+        return None
+    return np.sort(rng.choice(n, size=sample, replace=False))
+
+
+def kmeans_responsibilities(X: np.ndarray, y: np.ndarray, k: int, rng,
+                            max_iter: int = 100, rows: np.ndarray | None = None) -> np.ndarray:
+    """One-hot responsibilities (k, n) from k-means (k-means++ seeding) on standardised (X, y).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    y : ndarray of shape (n,)
+    k : int
+        Number of clusters.
+    rng : numpy.random.Generator
+    max_iter : int, default=100
+        Largest number of Lloyd iterations.
+    rows : ndarray of int, optional
+        Seed and run Lloyd's iterations on these rows only (at least k of them, see
+        :func:`kmeans_rows`), then label every row by its nearest centre: one pass
+        over the n rows instead of one per iteration. None: every row.
+
+    Returns
+    -------
+    ndarray of shape (k, n)
+    """
+    n = len(y)
+    if k == 1:
+        # one cluster: every row is labelled 0 whatever the data; the seed is still
+        # drawn, so that the generator moves on as the seeding would have moved it
+        rng.integers(n if rows is None else len(rows))
+        labels = np.zeros(n, dtype=np.intp)
+    elif rows is not None:
+        labels = _sampled_kmeans_labels(X, y, k, rng, max_iter, rows)
+    else:
+        data = np.column_stack([X, y])
+        data = (data - data.mean(axis=0)) / np.maximum(data.std(axis=0), 1e-300)
+        sq_norms = np.einsum("nd,nd->n", data, data)
+        labels = _lloyd(data, sq_norms, _seed_centres(data, sq_norms, k, rng), max_iter)
     resp = np.zeros((k, n))
     resp[labels, np.arange(n)] = 1.0
     return resp
+
+
+def _sampled_kmeans_labels(X: np.ndarray, y: np.ndarray, k: int, rng, max_iter: int,
+                           rows: np.ndarray) -> np.ndarray:
+    """Labels of every row by the nearest k-means centre of the given rows.
+
+    The full-data Lloyd iterations cost about as much as an EM run at n = 1e5; here
+    they cost O(len(rows)) each and one pass over the n rows labels them. The data
+    are standardised feature-major ((d + 1, n), each feature's n values contiguous):
+    the means and deviations are then fast row reductions, where those down the
+    columns of an (n, d + 1) array (the full k-means', kept for its numbers) are not.
+    """
+    data_T = np.vstack([X.T, y])
+    data_T -= data_T.mean(axis=1, keepdims=True)
+    data_T /= np.maximum(data_T.std(axis=1, keepdims=True), 1e-300)
+    sub = np.ascontiguousarray(data_T[:, rows].T)
+    sub_norms = np.einsum("nd,nd->n", sub, sub)
+    centers = _seed_centres(sub, sub_norms, k, rng)
+    _lloyd(sub, sub_norms, centers, max_iter)
+    # a row's own squared norm is common to every centre: left out of the argmin
+    return (np.einsum("kd,kd->k", centers, centers)[:, None]
+            - 2 * centers @ data_T).argmin(axis=0)
 
 
 def random_responsibilities(n: int, k: int, rng) -> np.ndarray:

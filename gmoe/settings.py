@@ -111,6 +111,8 @@ class FitSettings(_Settings):
     gtol: float = 1e-8
     screen_iter: int | None = None
     standardize: bool = False
+    screen_tol: float | None = None
+    kmeans_sample: int | None = None
 
     def __post_init__(self):
         _checked(self, {
@@ -130,7 +132,16 @@ class FitSettings(_Settings):
             "screen_iter": lambda v: None if v is None else check_positive_int(v,
                                                                                "screen_iter"),
             "standardize": lambda v: check_bool(v, "standardize"),
+            "screen_tol": lambda v: None if v is None else check_positive_float(v,
+                                                                              "screen_tol"),
+            "kmeans_sample": lambda v: None if v is None else check_positive_int(
+                v, "kmeans_sample"),
         })
+
+    @property
+    def screened(self) -> bool:
+        """Whether restarts are screened (``screen_iter`` or ``screen_tol`` set)."""
+        return self.screen_iter is not None or self.screen_tol is not None
 
 
 @dataclass(frozen=True)

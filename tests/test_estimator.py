@@ -53,6 +53,23 @@ def test_same_random_state_gives_identical_fits(data):
     assert a.params_ == b.params_
 
 
+def test_default_restarts_are_screened_from_kmeans_on_a_sample(data):
+    model, X, y = data
+    reg = MoERegressor(n_experts=2, random_state=0)
+    assert reg.get_params()["screen_tol"] == 1e-4
+    assert reg.get_params()["kmeans_sample"] == 2000
+    reg.fit(X, y)
+    full = MoERegressor(n_experts=2, random_state=0, screen_tol=None,
+                        kmeans_sample=None).fit(X, y)
+    # an exact fit: the screened restarts from k-means on 2000 of the 3000 rows reach
+    # the maximum of full restarts
+    assert reg.certified_ and full.certified_
+    assert reg.loglik_ == pytest.approx(full.loglik_, abs=1e-6)
+    # only the best k-means start was run on: it met tol, the others the looser rule
+    trace = reg.loglik_trace_
+    assert abs(trace[-1] - trace[-2]) <= 1e-6 * abs(trace[-1])
+
+
 def test_posterior_and_sample_shapes(data):
     _, X, y = data
     reg = MoERegressor(n_experts=2, n_init=2, random_state=0).fit(X, y)
