@@ -280,6 +280,7 @@ default="kmeans"
     return FitResult(params=r["params"], gate=gate, loglik=r["loglik"], n_iter=r["n_iter"],
                      converged=r["converged"], loglik_trace=r["trace"], reason=r["reason"],
                      stopped_by=r["stopped_by"], n_samples=n,
+                     nobs=None if weight is None else float(weight.sum()),
                      restart_logliks=[run["loglik"] for run in runs], best_restart=best,
                      floor_hits=r["floor_hits"], seconds=seconds,
                      em_loglik=r.get("em_loglik", r["loglik"]), polished=settings.polish,

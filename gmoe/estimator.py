@@ -293,14 +293,25 @@ default="auto"
             return float(per_sample.sum())
         return float(per_sample @ _check_sample_weight(sample_weight, per_sample[:, None]))
 
-    def bic(self, X, y) -> float:
-        """BIC on (X, y): ``-2 loglik + p log n`` (lower is better)."""
-        n = len(self.log_likelihood_samples(X, y))
-        return -2 * self.log_likelihood(X, y) + self.result_.n_parameters() * np.log(n)
+    def bic(self, X, y, sample_weight=None) -> float:
+        """BIC on (X, y): ``-2 loglik + p log n`` (lower is better).
 
-    def aic(self, X, y) -> float:
-        """AIC on (X, y): ``-2 loglik + 2 p``."""
-        return -2 * self.log_likelihood(X, y) + 2 * self.result_.n_parameters()
+        With ``sample_weight`` (frequency weights) the log-likelihood is weighted and
+        ``n`` is the weights' sum, so a weight of 2 counts as a repeated row.
+        """
+        per_sample = self.log_likelihood_samples(X, y)
+        if sample_weight is None:
+            loglik, n = float(per_sample.sum()), len(per_sample)
+        else:
+            weight = _check_sample_weight(sample_weight, per_sample[:, None])
+            loglik, n = float(per_sample @ weight), float(weight.sum())
+        return -2 * loglik + self.result_.n_parameters() * np.log(n)
+
+    def aic(self, X, y, sample_weight=None) -> float:
+        """AIC on (X, y): ``-2 loglik + 2 p`` (weighted log-likelihood with
+        ``sample_weight``)."""
+        loglik = self.log_likelihood(X, y, sample_weight=sample_weight)
+        return -2 * loglik + 2 * self.result_.n_parameters()
 
     def sample(self, n: int, rng=None, x=None):
         """Draw (X, y) from the fitted model (see :meth:`GaussianMoE.sample`)."""

@@ -41,6 +41,11 @@ class FitResult:
     stopped_by : str
         ``"relative"``, ``"per_sample"``, ``"max_iter"`` or ``"failure"``.
     n_samples : int
+        Rows the fit used (rows of weight 0 are dropped).
+    nobs : float or None
+        Number of observations the information criteria count: the sum of the
+        sample weights (frequency weights, as statsmodels' ``freq_weights``), or
+        None for an unweighted fit, where it is ``n_samples``.
     restart_logliks : list of float
         Final log-likelihood of each restart.
     best_restart : int
@@ -91,6 +96,7 @@ class FitResult:
     reason: str | None = None
     stopped_by: str = "relative"
     n_samples: int = 0
+    nobs: float | None = None
     restart_logliks: list = field(default_factory=list)
     best_restart: int = 0
     floor_hits: int = 0
@@ -167,8 +173,10 @@ class FitResult:
         return k * (d + 2) + self.gate.n_params(k, d)
 
     def bic(self) -> float:
-        """Bayesian information criterion ``-2 loglik + p log n`` (lower is better)."""
-        return -2 * self.loglik + self.n_parameters() * np.log(self.n_samples)
+        """Bayesian information criterion ``-2 loglik + p log n`` (lower is better);
+        ``n`` is the sum of the sample weights in a weighted fit (``nobs``)."""
+        n = self.n_samples if self.nobs is None else self.nobs
+        return -2 * self.loglik + self.n_parameters() * np.log(n)
 
     def aic(self) -> float:
         """Akaike information criterion ``-2 loglik + 2 p``."""
@@ -180,6 +188,7 @@ class FitResult:
                 "loglik": float(self.loglik), "n_iter": int(self.n_iter),
                 "converged": bool(self.converged), "reason": self.reason,
                 "stopped_by": self.stopped_by, "n_samples": int(self.n_samples),
+                "nobs": None if self.nobs is None else float(self.nobs),
                 "restart_logliks": [float(v) for v in self.restart_logliks],
                 "best_restart": int(self.best_restart), "floor_hits": int(self.floor_hits),
                 "seconds": float(self.seconds), "em_loglik": float(self.em_loglik),

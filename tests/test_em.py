@@ -255,6 +255,10 @@ def test_integer_sample_weights_fit_as_repeated_rows(gate, k):
     assert weighted.loglik == pytest.approx(repeated.loglik, rel=1e-10)
     assert weighted.params.allclose(repeated.params, atol=1e-7)
     assert weighted.certified == repeated.certified
+    # the information criteria count a weight of 2 as two rows (n = the weights' sum)
+    assert weighted.nobs == len(yr) and repeated.nobs is None
+    assert weighted.bic() == pytest.approx(repeated.bic(), rel=1e-10)
+    assert weighted.aic() == pytest.approx(repeated.aic(), rel=1e-10)
 
 
 def test_zero_sample_weights_are_the_rows_left_out():

@@ -111,3 +111,10 @@ def test_integer_sample_weights_are_repeated_rows(soft_switch):
     assert np.allclose(weighted.predict(X), repeated.predict(X), atol=1e-7)
     assert weighted.log_likelihood(X, y, sample_weight=weight) == pytest.approx(
         weighted.loglik_, rel=1e-10)
+    Xr, yr = np.repeat(X, weight, axis=0), np.repeat(y, weight)
+    assert weighted.bic(X, y, sample_weight=weight) == pytest.approx(
+        weighted.bic(Xr, yr), rel=1e-12)
+    assert weighted.aic(X, y, sample_weight=weight) == pytest.approx(
+        weighted.aic(Xr, yr), rel=1e-12)
+    assert weighted.bic(X, y, sample_weight=weight) == pytest.approx(
+        repeated.result_.bic(), rel=1e-9)
