@@ -25,9 +25,12 @@ def two_lines(n: int = 400, seed: int = 7):
 # ------------------------------------------------------------ the default path, saved
 #: ``restart_logliks`` and ``(beta0, beta1, a, b, var)`` of four fits on ``two_lines()``,
 #: saved (as float.hex) from commit 5e7b643, before kmeans_sample and screen_tol
-#: existed: fit_em's defaults (and a config's) must give the same numbers bit for bit.
-#: (Saved with numpy 2.4 and scipy-openblas on x86-64, one BLAS thread; another BLAS
-#: may round differently.)
+#: existed: fit_em's defaults (and a config's) must give the same fits. Bit for bit
+#: on the machine that saved them (numpy 2.4, scipy-openblas, x86-64, one BLAS
+#: thread); another CPU's BLAS kernels round differently, and an uncertified restart
+#: stopped by max_iter carries that rounding to 7e-8 relative in its log-likelihood
+#: (seen), so the check allows rounding and nothing more: a changed path (other
+#: k-means draws, other screening) moves these numbers by O(1).
 SAVED = {
     "kmeans": (
         ["-0x1.2b54b3b5e5d06p+7", "-0x1.2b54b3b5e5d08p+7", "-0x1.2b54b3b5e5d06p+7"],
@@ -76,13 +79,14 @@ def _saved_case(name: str):
 
 
 @pytest.mark.parametrize("name", sorted(SAVED))
-def test_default_path_gives_the_saved_numbers_bit_for_bit(name):
+def test_default_path_gives_the_saved_numbers(name):
     fit = _saved_case(name)
     p = fit.params
     values = np.concatenate([p.beta0, p.beta1.ravel(), p.a.ravel(), p.b, p.var])
-    logliks, params = SAVED[name]
-    assert [float(v).hex() for v in fit.restart_logliks] == logliks
-    assert [float(v).hex() for v in values] == params
+    logliks, params = ([float.fromhex(v) for v in saved] for saved in SAVED[name])
+    np.testing.assert_allclose(fit.restart_logliks, logliks, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(fit.loglik, max(logliks), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(values, params, rtol=0, atol=1e-8)
 
 
 def test_fit_em_and_configs_default_to_full_restarts_from_full_kmeans():
