@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load(rev: str, path: str) -> types.ModuleType:
-    src = subprocess.check_output(["git", "show", f"{rev}:{path}"], cwd=ROOT, text=True)
+    src = subprocess.check_output(["git", "show", f"{rev}:{path}"], cwd=ROOT, text=True,
+                                  stderr=subprocess.DEVNULL)
     package = ".".join(Path(path).with_suffix("").parts[:-1])     # gmoe or gmoe.gates
     parent = package.rsplit(".", 1)[0]
     src = re.sub(r"^(\s*)from \.\.(\w)", rf"\1from {parent}.\2", src, flags=re.M)
