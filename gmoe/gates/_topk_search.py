@@ -13,6 +13,7 @@ import numpy as np
 import scipy.optimize
 
 from .._design import Design
+from .smooth import masked_exp
 from .softmax import log_softmax_T, logit_gram
 
 #: Radius, in the boundary search's whitened coordinates (about standard errors),
@@ -96,11 +97,7 @@ def _masked_softmax(eta: np.ndarray, mask: np.ndarray, log_w: bool = True,
         lo = (eta - pen).min(axis=0)
         P, s = _pair_terms(eta, mask, m, np.exp(np.maximum(lo - m, -60.0)))
     else:
-        P = eta - m
-        np.clip(P, -60.0, 0.0, out=P)
-        np.exp(P, out=P)
-        P *= mask
-        s = P.sum(axis=0)
+        P, s = masked_exp(eta, m, mask)
     P /= s
     lse = m + np.log(s)
     if not log_w:

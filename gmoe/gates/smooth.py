@@ -49,6 +49,20 @@ class _Point:
     q: float
 
 
+def masked_exp(eta: np.ndarray, m: np.ndarray, mask: np.ndarray):
+    """``P = mask * exp(max(eta - m, -60))`` and its column sums ``s``.
+
+    ``m`` is the largest kept logit per column, so ``P <= 1``; terms below exp(-60) of
+    it are taken as exp(-60) before the mask (exp of large negative numbers is slow)
+    and, kept, are negligible against the largest term, which is 1.
+    """
+    P = eta - m
+    np.clip(P, -60.0, 0.0, out=P)
+    np.exp(P, out=P)
+    P *= mask
+    return P, P.sum(axis=0)
+
+
 def masked_log_softmax_T(eta: np.ndarray, mask: np.ndarray | None):
     """Log-softmax over axis 0 of a (k, n) array restricted to ``mask`` (True = kept).
 
@@ -59,11 +73,7 @@ def masked_log_softmax_T(eta: np.ndarray, mask: np.ndarray | None):
     if mask is None:
         return log_softmax_T(eta.copy())
     m = np.where(mask, eta, -np.inf).max(axis=0)
-    P = eta - m
-    np.clip(P, -60.0, 0.0, out=P)
-    np.exp(P, out=P)
-    P *= mask
-    s = P.sum(axis=0)
+    P, s = masked_exp(eta, m, mask)
     P /= s
     lse = m + np.log(s)
     log_w = np.where(mask, eta - lse, -np.inf)
