@@ -13,6 +13,10 @@ accelerated::
     python benchmarks/sweep_timing.py softmax-over --no-grid --target 200 40
     python benchmarks/sweep_timing.py softmax-over --no-grid --target 200 40 \
         --set fit.accelerate=true
+
+``--keep DIR`` keeps the results; ``--against DIR`` compares this run's fits with a
+kept run of the same sub-sample under other settings, task by task (same data sets:
+the task seeds do not depend on the fit settings).
 """
 
 from __future__ import annotations
@@ -40,6 +44,12 @@ def main() -> None:
     parser.add_argument("--no-grid", action="store_true", help="drop the [grid] table")
     parser.add_argument("--target", type=int, nargs=2, metavar=("NUM", "REPS"),
                         help="extrapolate to NUM sizes x REPS replications")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="write the sweep's results to DIR (fresh) instead of a "
+                             "temporary folder, e.g. to compare settings task by task")
+    parser.add_argument("--against", metavar="DIR",
+                        help="a --keep folder of the same sub-sample under other settings: "
+                             "compare the fits task by task")
     args = parser.parse_args()
     data = read_config(args.config)
     data.pop("quick", None)
@@ -62,9 +72,10 @@ def main() -> None:
     data["reps"] = args.reps
     if "min" not in grid and "values" not in grid:
         raise SystemExit("config has no n grid")
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as scratch:
+        out = args.keep or scratch
         t0 = time.perf_counter()
-        result = run_sweep(data, out, n_jobs=args.n_jobs, progress=False)
+        result = run_sweep(data, out, n_jobs=args.n_jobs, progress=False, resume=False)
         wall = time.perf_counter() - t0
         df = load_results(out)
     tasks = result.n_tasks
@@ -77,6 +88,26 @@ def main() -> None:
     print(f"wall {wall:.1f} s = {per_task:.3f} s/task; per task (one worker): "
           f"{total:.3f} s of which EM {fit:.3f} s, metrics {total - fit:.3f} s")
     print(f"extrapolated full config ({n_full} tasks): {n_full * per_task / 60:.1f} min")
+    print(f"certified {int(df['certified'].sum())} / {len(df)}, degenerate "
+          f"{int(df['degenerate'].sum())}")
+    if args.against:
+        compare(df, load_results(args.against))
+
+
+def compare(df, other, same: float = 1e-6) -> None:
+    """Final log-likelihoods of the same tasks under two settings (this run - other)."""
+    both = df.merge(other, on=["n", "rep"], suffixes=("", "_other"))
+    if not np.allclose(both["loglik_true"], both["loglik_true_other"], rtol=1e-12):
+        raise SystemExit("--against: the two runs did not fit the same data sets")
+    diff = (both["loglik"] - both["loglik_other"]).to_numpy()
+    lower, apart = diff < -same, abs(diff) > same
+    cert, cert_other = both["certified"].to_numpy(), both["certified_other"].to_numpy()
+    print(f"against {len(both)} tasks: same (within {same:g} nats) {int((~apart).sum())}, "
+          f"higher {int((diff > same).sum())} (largest {max(diff.max(), 0):.3g}), "
+          f"lower {int(lower.sum())} (largest {max(-diff.min(), 0):.3g}; certified in "
+          f"the other run {int(cert_other[lower].sum())}); certified here / there "
+          f"{int(cert.sum())} / {int(cert_other.sum())}; both certified and apart "
+          f"{int((cert & cert_other & apart).sum())}")
 
 
 if __name__ == "__main__":
