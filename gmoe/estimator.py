@@ -69,7 +69,10 @@ default="auto"
         ``screen_tol`` in place of ``tol``, and only the best of these short runs is
         run on to ``tol`` and certified (see :func:`gmoe.fit_em`). None runs every
         restart to convergence and certifies each, as this estimator did by default
-        before.
+        before. The short run that is ahead need not end highest: for starts that
+        are small perturbations of one point in an over-specified model (not the
+        k-means starts) it often picks a lower or degenerate maximum (user guide,
+        "Cheap restarts"); pass None where the best certified maximum matters.
     screen_iter : int, optional
         Also stop each short run after ``screen_iter`` EM iterations.
     kmeans_sample : int or None, default=2000
