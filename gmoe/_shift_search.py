@@ -179,8 +179,10 @@ class _Problem:
             cost = nb1**r + na**half + nb**r + nv**half + ns**half
             cost[np.any(size > 3, axis=1)] = np.inf
         S = np.einsum("mkj,k->mj", member, self.E)
-        C = cost @ self.E
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            # a cell of four or more atoms costs inf; an underflowed weight E_i = 0
+            # makes 0 * inf = NaN there, mapped to inf below
+            C = cost @ self.E
             if self.pin_mass:
                 u = np.full((T.shape[0], 1), self.w_true.sum() / self.E.sum())
             else:

@@ -410,8 +410,10 @@ def hellinger(model_a, model_b, X, *, pointwise: bool = False):
 def total_variation(model_a, model_b, X, *, pointwise: bool = False):
     """Mean total-variation distance between the conditional densities of y given X.
 
-    ``tv(x) = 1/2 int |p_a(y|x) - p_b(y|x)| dy``, in [0, 1], by the same deterministic
-    quadrature as :func:`hellinger`, with panels split where ``p_a - p_b`` changes sign.
+    ``tv(x) = 1/2 int |p_a(y|x) - p_b(y|x)| dy``, in [0, 1], by deterministic
+    Gauss-Legendre quadrature on panels around every component, split where
+    ``p_a - p_b`` changes sign (:func:`hellinger` has closed forms for clusters of
+    one or two components; this one has none).
 
     Parameters
     ----------

@@ -146,7 +146,9 @@ default="kmeans"
         log-likelihood, the stopping rule (``"per_sample"`` divides by their sum),
         every M-step (the responsibilities are multiplied by them) and the polish.
         Samples of weight 0 are left out before anything else, so they change
-        nothing (not even the random starts).
+        nothing (not even the random starts). They are frequency weights: the
+        information criteria take their sum as the number of observations
+        (``FitResult.nobs``), so rescaling them changes the BIC.
     standardize : bool, default=False
         Fit in standardised units (each column of X divided by its standard
         deviation, not centred; y centred and divided by its standard deviation) and

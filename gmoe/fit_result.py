@@ -172,11 +172,19 @@ class FitResult:
         k, d = self.params.k, self.params.d
         return k * (d + 2) + self.gate.n_params(k, d)
 
+    def _nobs(self) -> float:
+        return self.n_samples if self.nobs is None else self.nobs
+
+    def _n_text(self) -> str:
+        if self.nobs is None:
+            return str(self.n_samples)
+        return f"{self.nobs:.6g} (sum of the weights of {self.n_samples} rows)"
+
     def bic(self) -> float:
         """Bayesian information criterion ``-2 loglik + p log n`` (lower is better);
-        ``n`` is the sum of the sample weights in a weighted fit (``nobs``)."""
-        n = self.n_samples if self.nobs is None else self.nobs
-        return -2 * self.loglik + self.n_parameters() * np.log(n)
+        ``n`` is the sum of the sample weights in a weighted fit (``nobs``: frequency
+        weights; weights normalised to sum 1 would make the penalty vanish)."""
+        return -2 * self.loglik + self.n_parameters() * np.log(self._nobs())
 
     def aic(self) -> float:
         """Akaike information criterion ``-2 loglik + 2 p``."""
@@ -205,8 +213,8 @@ class FitResult:
         p = self.params
         status = "converged" if self.converged else "NOT converged"
         lines = [f"Gaussian MoE fit: {p.k} experts, d = {p.d}, gate = {self.gate!r}",
-                 f"  n = {self.n_samples}, log-likelihood = {self.loglik:.6g} "
-                 f"({self.loglik / max(self.n_samples, 1):.6g} per sample)",
+                 f"  n = {self._n_text()}, log-likelihood = {self.loglik:.6g} "
+                 f"({self.loglik / max(self._nobs(), 1e-300):.6g} per sample)",
                  f"  EM {status} after {self.n_iter} iterations (stopped by {self.stopped_by}); "
                  f"{len(self.restart_logliks)} restart(s), best #{self.best_restart}; "
                  f"{self.seconds:.3g} s",

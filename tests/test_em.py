@@ -465,3 +465,11 @@ def test_screening_leaves_a_single_start_and_the_split_starts_alone(paper_truth)
     exact = fit_em(X, y, 2, n_init=3, rng=0, warn=False)
     auto = fit_em(X, y, 3, init="auto", n_init=3, rng=0, screen_iter=3, warn=False)
     assert auto.loglik >= exact.loglik - 1e-9 * abs(exact.loglik)
+
+
+def test_summary_of_a_weighted_fit_counts_the_weights():
+    X, y, weight = _weighted_data()
+    fit = fit_em(X, y, 2, rng=0, sample_weight=weight, warn=False)
+    text = fit.summary()
+    assert f"sum of the weights of {np.count_nonzero(weight)} rows" in text
+    assert f"({fit.loglik / weight.sum():.6g} per sample)" in text

@@ -68,6 +68,15 @@ def test_default_restarts_are_screened_from_kmeans_on_a_sample(data):
     # only the best k-means start was run on: it met tol, the others the looser rule
     trace = reg.loglik_trace_
     assert abs(trace[-1] - trace[-2]) <= 1e-6 * abs(trace[-1])
+    # the same starts (k-means on the same sample) run to the end: every screened
+    # restart ends at or below its full run, and the losers visibly below (short runs)
+    same_starts = MoERegressor(n_experts=2, random_state=0, screen_tol=None).fit(X, y)
+    short = np.array(reg.result_.restart_logliks)
+    long = np.array(same_starts.result_.restart_logliks)
+    assert short.shape == long.shape
+    assert np.all(short <= long + 1e-9)
+    assert np.sum(short < long - 1e-6) >= 2
+    assert reg.loglik_ == pytest.approx(same_starts.loglik_, abs=1e-9)
 
 
 def test_posterior_and_sample_shapes(data):

@@ -1,5 +1,6 @@
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -669,3 +670,17 @@ def test_parameter_errors_split_a_cell_into_its_heaviest_and_lightest_atom():
     row = _flatten({"parameter_errors": errs.to_dict()})
     assert row["b_size2_heavy"] == pytest.approx(0.1) and row["b_size2_light"] == pytest.approx(1.0)
     assert row["light_share_size2"] == pytest.approx(0.2) and "b_size1_heavy" not in row
+
+
+def test_an_underflowed_fitted_weight_beside_a_four_atom_cell_raises_no_warning():
+    # shifts that put four atoms in one cell cost inf; a fitted weight of exp(-900)
+    # underflows to 0, and 0 * inf must not surface as a RuntimeWarning (the value
+    # was already right: NaN is read as inf)
+    truth = MoEParams([-1.0, 0.0], [[2.0], [0.0]], [[1.0], [-1.0]], [1.0, -1.0], [0.1, 0.2])
+    fit = MoEParams([-900.0, -1.0, 0.1, 0.0], [[2.1], [2.0], [0.2], [0.0]],
+                    [[1.0], [1.0], [-1.0], [-1.0]], [1.0, 1.0, -1.0, -1.0],
+                    [0.1, 0.1, 0.2, 0.2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = voronoi_loss(fit, truth, "over")
+    assert np.isfinite(loss.value) and list(loss.cell_sizes) == [2, 2]
