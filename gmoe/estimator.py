@@ -12,6 +12,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from .em import fit_em
 from .gates import Gate, SoftmaxGate
 from .params import MoEParams
+from .selection import criteria
 from .settings import FitSettings
 
 _D = FitSettings  # the EM defaults; MoERegressor's own differ for init, n_init, standardize,
@@ -291,10 +292,16 @@ default="auto"
         Divide by the number of samples (or the weights' sum) for the mean per
         sample, the number to compare across data sets of different sizes.
         """
+        return self._loglik_and_nobs(X, y, sample_weight)[0]
+
+    def _loglik_and_nobs(self, X, y, sample_weight) -> tuple[float, float]:
+        """The (weighted) log-likelihood on (X, y) and the number of observations it
+        counts: the rows, or the sum of the frequency weights."""
         per_sample = self.log_likelihood_samples(X, y)
         if sample_weight is None:
-            return float(per_sample.sum())
-        return float(per_sample @ _check_sample_weight(sample_weight, per_sample[:, None]))
+            return float(per_sample.sum()), len(per_sample)
+        weight = _check_sample_weight(sample_weight, per_sample[:, None])
+        return float(per_sample @ weight), float(weight.sum())
 
     def bic(self, X, y, sample_weight=None) -> float:
         """BIC on (X, y): ``-2 loglik + p log n`` (lower is better).
@@ -302,19 +309,14 @@ default="auto"
         With ``sample_weight`` (frequency weights) the log-likelihood is weighted and
         ``n`` is the weights' sum, so a weight of 2 counts as a repeated row.
         """
-        per_sample = self.log_likelihood_samples(X, y)
-        if sample_weight is None:
-            loglik, n = float(per_sample.sum()), len(per_sample)
-        else:
-            weight = _check_sample_weight(sample_weight, per_sample[:, None])
-            loglik, n = float(per_sample @ weight), float(weight.sum())
-        return -2 * loglik + self.result_.n_parameters() * np.log(n)
+        loglik, nobs = self._loglik_and_nobs(X, y, sample_weight)
+        return criteria.bic(loglik, self.result_.n_parameters(), nobs)
 
     def aic(self, X, y, sample_weight=None) -> float:
         """AIC on (X, y): ``-2 loglik + 2 p`` (weighted log-likelihood with
         ``sample_weight``)."""
         loglik = self.log_likelihood(X, y, sample_weight=sample_weight)
-        return -2 * loglik + 2 * self.result_.n_parameters()
+        return criteria.aic(loglik, self.result_.n_parameters())
 
     def sample(self, n: int, rng=None, x=None):
         """Draw (X, y) from the fitted model (see :meth:`GaussianMoE.sample`)."""
