@@ -239,7 +239,8 @@ def _restarts(ctx: _Context, init, n_init: int, k: int) -> list[dict]:
                                              ctx.settings.init_scale)), gate)
             label = f"near-truth start {i + 1}/{count}"
         else:
-            resp = (kmeans_responsibilities(X, y, k, ctx.rng, rows=ctx.kmeans_rows())
+            resp = (kmeans_responsibilities(X, y, k, ctx.rng, rows=ctx.kmeans_rows(),
+                                            weight=design.weight)
                     if init == "kmeans" else random_responsibilities(n, k, ctx.rng))
             params0 = params_from_responsibilities(design, resp, gate, ctx.var_floor)
             label = f"{'k-means' if init == 'kmeans' else 'random'} start {i + 1}/{count}"

@@ -183,12 +183,16 @@ class FitResult:
     def bic(self) -> float:
         """Bayesian information criterion ``-2 loglik + p log n`` (lower is better);
         ``n`` is the sum of the sample weights in a weighted fit (``nobs``: frequency
-        weights; weights normalised to sum 1 would make the penalty vanish)."""
-        return -2 * self.loglik + self.n_parameters() * np.log(self._nobs())
+        weights; weights normalised to sum 1 would make the penalty vanish, and warn)."""
+        from .selection import criteria  # selection imports em, which imports this
+
+        return criteria.bic(self.loglik, self.n_parameters(), self._nobs())
 
     def aic(self) -> float:
         """Akaike information criterion ``-2 loglik + 2 p``."""
-        return -2 * self.loglik + 2 * self.n_parameters()
+        from .selection import criteria
+
+        return criteria.aic(self.loglik, self.n_parameters())
 
     def to_dict(self) -> dict:
         """JSON-safe summary (no trace)."""

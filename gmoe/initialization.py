@@ -91,19 +91,26 @@ def near_truth_params(truth: MoEParams, k: int, n: int, rng, scale: float = 1.0,
     return MoEParams(beta0, beta1, a, b, var, tau, cov)
 
 
-def _seed_centres(data: np.ndarray, sq_norms: np.ndarray, k: int, rng) -> np.ndarray:
+def _seed_centres(data: np.ndarray, sq_norms: np.ndarray, k: int, rng,
+                  weight: np.ndarray | None = None) -> np.ndarray:
     """k-means++ seeding: k rows of ``data``, each drawn with probability proportional
-    to its squared distance from the nearest centre drawn before."""
+    to its squared distance from the nearest centre drawn before (times its weight,
+    with sample weights: a row of weight w counts as w rows; the first is drawn with
+    probability proportional to the weight)."""
     n = data.shape[0]
+
+    def any_row():
+        return rng.integers(n) if weight is None else rng.choice(n, p=weight / weight.sum())
+
     centers = np.empty((k, data.shape[1]))
-    centers[0] = data[rng.integers(n)]
+    centers[0] = data[any_row()]
     closest = np.full(n, np.inf)
     for j in range(1, k):
         dist = sq_norms - 2 * data @ centers[j - 1] + centers[j - 1] @ centers[j - 1]
         closest = np.minimum(closest, np.maximum(dist, 0))
-        total = closest.sum()
-        idx = rng.integers(n) if total <= 0 else rng.choice(n, p=closest / total)
-        centers[j] = data[idx]
+        score = closest if weight is None else closest * weight
+        total = score.sum()
+        centers[j] = data[any_row() if total <= 0 else rng.choice(n, p=score / total)]
     return centers
 
 
@@ -114,9 +121,10 @@ def _nearest(data: np.ndarray, sq_norms: np.ndarray, centers: np.ndarray) -> np.
 
 
 def _lloyd(data: np.ndarray, sq_norms: np.ndarray, centers: np.ndarray,
-           max_iter: int) -> np.ndarray:
+           max_iter: int, weight: np.ndarray | None = None) -> np.ndarray:
     """Lloyd's iterations from ``centers`` (updated in place) until the labels repeat
-    or ``max_iter``; returns the labels. An empty cluster keeps its centre."""
+    or ``max_iter``; returns the labels. The centres are the (weighted) means of their
+    rows; an empty cluster (or one of weight 0) keeps its centre."""
     k = centers.shape[0]
     labels = np.full(data.shape[0], -1)
     for _ in range(max_iter):
@@ -124,9 +132,9 @@ def _lloyd(data: np.ndarray, sq_norms: np.ndarray, centers: np.ndarray,
         if np.array_equal(new, labels):
             break
         labels = new
-        counts = np.bincount(labels, minlength=k)
-        sums = np.column_stack([np.bincount(labels, weights=col, minlength=k)
-                                for col in data.T])
+        counts = np.bincount(labels, weights=weight, minlength=k)
+        sums = np.column_stack([np.bincount(labels, minlength=k, weights=(
+            col if weight is None else col * weight)) for col in data.T])
         nonempty = counts > 0
         centers[nonempty] = sums[nonempty] / counts[nonempty, None]
     return labels
@@ -147,7 +155,8 @@ def kmeans_rows(n: int, sample: int | None, rng) -> np.ndarray | None:
 
 
 def kmeans_responsibilities(X: np.ndarray, y: np.ndarray, k: int, rng,
-                            max_iter: int = 100, rows: np.ndarray | None = None) -> np.ndarray:
+                            max_iter: int = 100, rows: np.ndarray | None = None,
+                            weight: np.ndarray | None = None) -> np.ndarray:
     """One-hot responsibilities (k, n) from k-means (k-means++ seeding) on standardised (X, y).
 
     Parameters
@@ -163,6 +172,10 @@ def kmeans_responsibilities(X: np.ndarray, y: np.ndarray, k: int, rng,
         Seed and run Lloyd's iterations on these rows only (at least k of them, see
         :func:`kmeans_rows`), then label every row by its nearest centre: one pass
         over the n rows instead of one per iteration. None: every row.
+    weight : ndarray of shape (n,), optional
+        Sample (frequency) weights: the standardisation, the seeding and the centres
+        are weighted, so a row of weight w counts as w rows (a row of weight 0 never
+        seeds a centre nor moves one). On a sample of rows, the sample's weights.
 
     Returns
     -------
@@ -175,19 +188,25 @@ def kmeans_responsibilities(X: np.ndarray, y: np.ndarray, k: int, rng,
         rng.integers(n if rows is None else len(rows))
         labels = np.zeros(n, dtype=np.intp)
     elif rows is not None:
-        labels = _sampled_kmeans_labels(X, y, k, rng, max_iter, rows)
+        labels = _sampled_kmeans_labels(X, y, k, rng, max_iter, rows, weight)
     else:
         data = np.column_stack([X, y])
-        data = (data - data.mean(axis=0)) / np.maximum(data.std(axis=0), 1e-300)
+        if weight is None:
+            data = (data - data.mean(axis=0)) / np.maximum(data.std(axis=0), 1e-300)
+        else:
+            data -= np.average(data, axis=0, weights=weight)
+            data /= np.maximum(np.sqrt(np.average(data * data, axis=0, weights=weight)),
+                               1e-300)
         sq_norms = np.einsum("nd,nd->n", data, data)
-        labels = _lloyd(data, sq_norms, _seed_centres(data, sq_norms, k, rng), max_iter)
+        labels = _lloyd(data, sq_norms, _seed_centres(data, sq_norms, k, rng, weight),
+                        max_iter, weight)
     resp = np.zeros((k, n))
     resp[labels, np.arange(n)] = 1.0
     return resp
 
 
 def _sampled_kmeans_labels(X: np.ndarray, y: np.ndarray, k: int, rng, max_iter: int,
-                           rows: np.ndarray) -> np.ndarray:
+                           rows: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
     """Labels of every row by the nearest k-means centre of the given rows.
 
     The full-data Lloyd iterations cost about as much as an EM run at n = 1e5; here
@@ -197,12 +216,20 @@ def _sampled_kmeans_labels(X: np.ndarray, y: np.ndarray, k: int, rng, max_iter: 
     columns of an (n, d + 1) array (the full k-means', kept for its numbers) are not.
     """
     data_T = np.vstack([X.T, y])
-    data_T -= data_T.mean(axis=1, keepdims=True)
-    data_T /= np.maximum(data_T.std(axis=1, keepdims=True), 1e-300)
+    if weight is None:
+        data_T -= data_T.mean(axis=1, keepdims=True)
+        data_T /= np.maximum(data_T.std(axis=1, keepdims=True), 1e-300)
+    else:
+        data_T -= (data_T @ weight)[:, None] / weight.sum()
+        data_T /= np.maximum(np.sqrt((data_T * data_T) @ weight / weight.sum()),
+                             1e-300)[:, None]
     sub = np.ascontiguousarray(data_T[:, rows].T)
     sub_norms = np.einsum("nd,nd->n", sub, sub)
-    centers = _seed_centres(sub, sub_norms, k, rng)
-    _lloyd(sub, sub_norms, centers, max_iter)
+    # rows drawn uniformly, each with its weight: the weighted sample stands for the
+    # weighted data
+    sub_weight = None if weight is None else weight[rows]
+    centers = _seed_centres(sub, sub_norms, k, rng, sub_weight)
+    _lloyd(sub, sub_norms, centers, max_iter, sub_weight)
     # a row's own squared norm is common to every centre: left out of the argmin
     return (np.einsum("kd,kd->k", centers, centers)[:, None]
             - 2 * centers @ data_T).argmin(axis=0)

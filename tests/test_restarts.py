@@ -162,6 +162,46 @@ def test_sampled_kmeans_labels_every_row_by_the_nearest_centre_of_the_sample():
         assert len(set(labels)) == 3
 
 
+@pytest.mark.parametrize("sample", [None, 400])
+def test_weighted_kmeans_ignores_rows_of_weight_zero(sample):
+    # two blobs of real rows and a far, larger blob of rows of weight 0: the weighted
+    # k-means puts its two centres on the real blobs (the unweighted one would spend a
+    # centre on the weightless blob, which holds the most rows)
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [6.0, 6.0], [40.0, -40.0]])
+    sizes = [300, 300, 1400]
+    points = np.repeat(centres, sizes, axis=0) + 0.3 * rng.standard_normal((2000, 2))
+    X, y = points[:, :1], points[:, 1]
+    truth = np.repeat(np.arange(3), sizes)
+    weight = np.where(truth == 2, 0.0, 1.0)
+    for seed in range(5):
+        rows = kmeans_rows(2000, sample, np.random.default_rng(seed))
+        labels = kmeans_responsibilities(X, y, 2, np.random.default_rng(seed), rows=rows,
+                                         weight=weight).argmax(axis=0)
+        assert len(set(labels[truth == 0])) == 1 and len(set(labels[truth == 1])) == 1
+        assert labels[truth == 0][0] != labels[truth == 1][0]
+        unweighted = kmeans_responsibilities(X, y, 2, np.random.default_rng(seed),
+                                             rows=rows).argmax(axis=0)
+        assert len(set(unweighted[truth < 2])) == 1  # the failure the weights avoid
+
+
+def test_weighted_kmeans_centres_are_weighted_means():
+    # integer weights count as repeated rows: Lloyd's centres from the same seeds are
+    # the same, so the labels of the distinct rows agree
+    rng = np.random.default_rng(1)
+    X, y = two_lines(200, seed=3)
+    reps = rng.integers(1, 4, 200)
+    from gmoe.initialization import _lloyd
+
+    data = np.column_stack([X, y])
+    seeds = data[[3, 50, 120]]
+    rep_data = np.repeat(data, reps, axis=0)
+    a = _lloyd(data, np.einsum("nd,nd->n", data, data), seeds.copy(), 100,
+               reps.astype(float))
+    b = _lloyd(rep_data, np.einsum("nd,nd->n", rep_data, rep_data), seeds.copy(), 100)
+    assert np.array_equal(np.repeat(a, reps), b)
+
+
 def test_fit_with_a_kmeans_sample_reaches_the_full_kmeans_fit(paper_truth):
     X, y = GaussianMoE(SoftmaxGate(), paper_truth).sample(4000, rng=2)
     full = fit_em(X, y, 2, n_init=2, rng=0, warn=False)

@@ -5,8 +5,10 @@ merge step, with explicit loops for distances, and from the fit's own AIC/BIC an
 model's posterior for the criteria.
 """
 
+import dataclasses
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -280,6 +282,21 @@ def test_criteria_agree_with_the_fit_and_a_direct_entropy(three, data):
     assert icl(fit.loglik, p, len(y), entropy) == pytest.approx(fit.bic() + 2 * entropy,
                                                                 rel=1e-12)
     assert 0 <= entropy <= len(y) * math.log(2)
+
+
+def test_bic_warns_when_the_observations_do_not_outnumber_the_parameters(data):
+    X, y = data
+    fit = fit_em(X, y, 2, rng=0, warn=False)
+    p = fit.n_parameters()
+    # weights normalised to sum 1: log n = 0, the penalty vanishes
+    with pytest.warns(UserWarning, match="penalty"):
+        assert bic(fit.loglik, p, 1.0) == pytest.approx(-2 * fit.loglik, rel=1e-15)
+    with pytest.warns(UserWarning, match="frequencies"):
+        fit.__class__.bic(dataclasses.replace(fit, nobs=1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bic(fit.loglik, p, p + 1)
+        fit.bic()
 
 
 def test_entropy_is_zero_for_certain_responsibilities():

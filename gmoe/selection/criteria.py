@@ -11,6 +11,8 @@ number of experts is the argmin (docs/theory.md, "Choosing the number of experts
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .._validation import check_X_y
@@ -31,8 +33,19 @@ def aic(loglik: float, n_params: int) -> float:
     return -2.0 * float(loglik) + 2.0 * n_params
 
 
-def bic(loglik: float, n_params: int, n_samples: int) -> float:
-    """Schwarz's criterion ``-2 loglik + p log n`` (lower is better)."""
+def bic(loglik: float, n_params: int, n_samples: float) -> float:
+    """Schwarz's criterion ``-2 loglik + p log n`` (lower is better).
+
+    ``n_samples`` is the number of observations: the rows, or the sum of frequency
+    weights. A count not above ``n_params`` gives a warning: the penalty then
+    (nearly) vanishes, as it does for weights normalised to sum 1.
+    """
+    if n_samples <= n_params:
+        warnings.warn(f"BIC with {n_samples:.6g} observations for {n_params} free "
+                      "parameters: the penalty p log n (nearly) vanishes. Sample "
+                      "weights count as frequencies (their sum is n); weights "
+                      "normalised to sum 1 make BIC meaningless.", UserWarning,
+                      stacklevel=2)
     return -2.0 * float(loglik) + n_params * float(np.log(n_samples))
 
 
