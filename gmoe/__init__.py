@@ -3,7 +3,6 @@
 from .config import ConfigError, SimConfig, list_configs, load_config
 from .density import hellinger, total_variation
 from .em import FitResult, fit_em
-from .estimator import MoERegressor
 from .exceptions import (
     ConvergenceWarning,
     DegenerateFitWarning,
@@ -35,6 +34,20 @@ from .tables import rate_table
 from .xlaws import Grid, Normal, Uniform, make_xlaw
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # MoERegressor is imported on first use: scikit-learn (and pandas with it) take
+    # about 0.4 s to import, which every CLI call and sweep worker would pay
+    if name == "MoERegressor":
+        from .estimator import MoERegressor
+
+        return MoERegressor
+    raise AttributeError(f"module 'gmoe' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | {"MoERegressor"})
 
 __all__ = [
     "ActivationGate",

@@ -16,7 +16,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtri
 
 from .exceptions import InferenceWarning
 from .params import MoEParams
@@ -145,7 +145,7 @@ def wald_intervals(params: MoEParams, layout, cov: np.ndarray,
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), but got {alpha}")
-    z = float(norm.ppf(1 - alpha / 2))
+    z = float(ndtri(1 - alpha / 2))  # the normal quantile (scipy.stats costs 0.3 s to import)
     lower, upper = _empty(params), _empty(params)
     se = _free_errors(cov, len(layout))
     for value, (field, index) in zip(se, layout, strict=True):

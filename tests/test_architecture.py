@@ -30,3 +30,19 @@ def test_no_module_is_longer_than_the_limit():
     long = {name: n for name in MODULES
             if (n := len((ROOT / name).read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_importing_gmoe_leaves_the_heavy_optional_libraries_alone():
+    # every CLI call and every sweep worker imports gmoe: scikit-learn (with pandas),
+    # scipy.stats, matplotlib's pyplot and statsmodels load only when used
+    import subprocess
+    import sys
+
+    code = ("import sys, gmoe; heavy = ['sklearn', 'scipy.stats', 'matplotlib.pyplot', "
+            "'statsmodels']; print([m for m in heavy if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+    code = "import sys, gmoe; gmoe.MoERegressor; print('sklearn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "True"
