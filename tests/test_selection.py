@@ -400,6 +400,49 @@ def test_select_experts_with_one_expert_and_another_gate(two_experts):
     assert "bic" in fig.axes[0].get_ylabel()
 
 
+def test_weighted_dendrogram_equals_the_dendrogram_of_repeated_rows(three, data):
+    X, y = data
+    reps = np.random.default_rng(4).integers(0, 4, len(y))  # weights 0 to 3
+    fitted = GaussianMoE("softmax", three)
+    for standardize in (True, False):
+        weighted = dendrogram(fitted, X, y, sample_weight=reps.astype(float),
+                              standardize=standardize)
+        repeated = dendrogram(fitted, np.repeat(X, reps, axis=0), np.repeat(y, reps),
+                              standardize=standardize)
+        assert weighted.n_samples == repeated.n_samples == reps.sum()
+        np.testing.assert_allclose(weighted.heights, repeated.heights, rtol=1e-10)
+        np.testing.assert_allclose(weighted.dsc(), repeated.dsc(), rtol=1e-10)
+        assert [m.left for m in weighted.merges] == [m.left for m in repeated.merges]
+        for a, b in zip(weighted.levels, repeated.levels, strict=True):
+            assert a.loglik == pytest.approx(b.loglik, rel=1e-12)
+            assert a.params.allclose(b.params, rtol=1e-10, atol=1e-10)
+    # the weights matter: leaving out a third of the rows changes the masses
+    assert not np.allclose(dendrogram(fitted, X, y).heights, weighted.heights)
+
+
+def test_select_experts_with_weights_counts_them_in_every_criterion(two_experts):
+    X, y = two_experts
+    X, y = X[:600], y[:600]
+    w = np.random.default_rng(7).integers(1, 4, len(y)).astype(float)
+    res = select_experts(X, y, 3, method="icl", rng=2, n_init=1, sample_weight=w)
+    table = res.table.columns
+    for k, fit in res.fits.items():
+        assert fit.nobs == pytest.approx(w.sum())
+        p = n_parameters(fit.params, fit.gate)
+        # the weighted entropy, with explicit sums; the criteria with n = sum(w)
+        r = fit.model.posterior(X, y)
+        entropy = -sum(w[i] * v * math.log(v) for i in range(len(y)) for v in r[i] if v > 0)
+        row = k - 1
+        assert table["entropy"][row] == pytest.approx(entropy, rel=1e-10)
+        assert table["bic"][row] == pytest.approx(-2 * fit.loglik + p * math.log(w.sum()),
+                                                  rel=1e-12)
+        assert table["icl"][row] == pytest.approx(table["bic"][row] + 2 * entropy,
+                                                  rel=1e-12)
+    assert "sum of the weights" in res.summary()
+    tree = select_experts(X, y, 3, rng=2, n_init=1, sample_weight=w).tree
+    assert tree.n_samples == pytest.approx(w.sum())
+
+
 # ------------------------------------------------------------------------- CLI
 @pytest.fixture
 def two_experts_csv(tmp_path, two_experts):

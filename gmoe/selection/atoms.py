@@ -13,17 +13,21 @@ from ..params import MoEParams
 __all__ = ["atom_distance", "merge_atoms"]
 
 
-def _log_masses(params: MoEParams, X: np.ndarray | None = None) -> np.ndarray:
+def _log_masses(params: MoEParams, X: np.ndarray | None = None,
+                weight: np.ndarray | None = None) -> np.ndarray:
     """Log atom masses, normalised to sum 1.
 
     With covariates ``X``: the atoms' shares of the data, ``log mean_n g_i(x_n)`` (the
-    softmax gate's weights); without: ``beta0_i - logsumexp(beta0)``.
+    softmax gate's weights; with sample weights the weighted mean); without:
+    ``beta0_i - logsumexp(beta0)``.
     """
     if X is None:
         return params.beta0 - logsumexp(params.beta0)
     eta = params.beta0[:, None] + params.beta1 @ X.T
     log_g = eta - logsumexp(eta, axis=0)
-    return logsumexp(log_g, axis=1) - np.log(X.shape[0])
+    if weight is None:
+        return logsumexp(log_g, axis=1) - np.log(X.shape[0])
+    return logsumexp(log_g, axis=1, b=weight) - np.log(weight.sum())
 
 
 def atom_distance(params: MoEParams, i: int, j: int, X=None) -> float:

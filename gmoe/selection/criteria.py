@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from .._validation import check_X_y
+from .._validation import check_sample_weight, check_X_y
 from ..params import MoEParams
 
 __all__ = ["CriteriaTable", "aic", "bic", "icl", "responsibility_entropy", "n_parameters"]
@@ -49,30 +49,33 @@ def bic(loglik: float, n_params: int, n_samples: float) -> float:
     return -2.0 * float(loglik) + n_params * float(np.log(n_samples))
 
 
-def responsibility_entropy(model, X, y) -> float:
-    """``E = -sum_n sum_i r_ni log r_ni`` of a model's responsibilities on ``(X, y)``.
+def responsibility_entropy(model, X, y, sample_weight=None) -> float:
+    """``E = -sum_n w_n sum_i r_ni log r_ni`` of a model's responsibilities on ``(X, y)``.
 
-    ``0 log 0 = 0``. E is 0 when every sample belongs to one expert with certainty and
-    at most ``n log k``.
+    ``0 log 0 = 0``; ``w_n = 1`` without sample weights. E is 0 when every sample
+    belongs to one expert with certainty and at most ``n log k``.
 
     Parameters
     ----------
     model : GaussianMoE
     X : array-like of shape (n_samples, n_features)
     y : array-like of shape (n_samples,)
+    sample_weight : array-like of shape (n_samples,), optional
+        Frequency weights: an integer weight counts as a repeated row.
 
     Returns
     -------
     float
     """
     X, y = check_X_y(X, y)
+    weight = check_sample_weight(sample_weight, X.shape[0])
     r = model.posterior(X, y)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(r > 0, r * np.log(np.where(r > 0, r, 1.0)), 0.0)
-    return float(-terms.sum())
+    return float(-terms.sum() if weight is None else -(terms.sum(axis=1) @ weight))
 
 
-def icl(loglik: float, n_params: int, n_samples: int, entropy: float) -> float:
+def icl(loglik: float, n_params: int, n_samples: float, entropy: float) -> float:
     """The integrated completed likelihood criterion in its BIC form,
     ``BIC + 2 E`` (lower is better), ``E`` from :func:`responsibility_entropy`."""
     return bic(loglik, n_params, n_samples) + 2.0 * float(entropy)

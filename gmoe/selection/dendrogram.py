@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._validation import check_positive_float, check_X_y
+from .._validation import check_positive_float, check_sample_weight, check_X_y
 from ..gates import Gate, SoftmaxGate, make_gate
 from ..model import GaussianMoE
 from ..params import MoEParams
@@ -99,7 +99,8 @@ class Dendrogram:
         ``levels[0]`` is the fit (k atoms), ``levels[-1]`` the single merged atom.
     merges : list of Merge
         The k - 1 merges, in order.
-    n_samples : int
+    n_samples : float
+        The number of observations: the rows, or the sum of the sample weights.
     omega : float
         The weight ``omega_n`` of the average log-likelihood in the DSC.
     labels : list of str
@@ -110,7 +111,7 @@ class Dendrogram:
 
     levels: list
     merges: list
-    n_samples: int
+    n_samples: float
     omega: float
     labels: list
     standardized: bool = True
@@ -227,12 +228,18 @@ class Coordinates:
         return cls(np.zeros(d), np.ones(d))
 
     @classmethod
-    def standardized(cls, X: np.ndarray, y: np.ndarray) -> Coordinates:
-        """Centred and scaled by the data (a constant column or response: scale 1)."""
-        sx = X.std(axis=0)
-        sy = float(y.std())
-        return cls(X.mean(axis=0), np.where(sx > 0, sx, 1.0), float(y.mean()),
-                   sy if sy > 0 else 1.0)
+    def standardized(cls, X: np.ndarray, y: np.ndarray,
+                     weight: np.ndarray | None = None) -> Coordinates:
+        """Centred and scaled by the data, weighted by ``weight`` if given (a constant
+        column or response: scale 1)."""
+        if weight is None:
+            mx, sx, my, sy = X.mean(axis=0), X.std(axis=0), float(y.mean()), float(y.std())
+        else:
+            mx = np.average(X, axis=0, weights=weight)
+            sx = np.sqrt(np.average((X - mx) ** 2, axis=0, weights=weight))
+            my = float(np.average(y, weights=weight))
+            sy = float(np.sqrt(np.average((y - my) ** 2, weights=weight)))
+        return cls(mx, np.where(sx > 0, sx, 1.0), my, sy if sy > 0 else 1.0)
 
     def to_internal(self, p: MoEParams) -> MoEParams:
         return MoEParams(p.beta0 + p.beta1 @ self.mx, p.beta1 * self.sx,
@@ -247,7 +254,8 @@ class Coordinates:
 
 
 def dendrogram(fit, X, y, *, gate: Gate | str | dict | None = None,
-               omega: float | None = None, standardize: bool = True) -> Dendrogram:
+               omega: float | None = None, standardize: bool = True,
+               sample_weight=None) -> Dendrogram:
     """The dendrogram of the mixing measure of a fitted softmax-gated model.
 
     At each step the two atoms with the smallest weighted distance
@@ -276,6 +284,11 @@ def dendrogram(fit, X, y, *, gate: Gate | str | dict | None = None,
         that of the two Gaussians at the data's centre). ``False``: in the model's
         own parametrisation, as the published construction (at ``x = 0``). The levels
         are reported in the units of X and y either way.
+    sample_weight : array-like of shape (n_samples,), optional
+        Frequency weights (those of a weighted fit): the masses are weighted shares,
+        the standardisation is weighted, the levels' log-likelihoods are weighted
+        sums and ``n`` in the DSC is the weights' sum, so an integer weight counts as
+        a repeated row.
 
     Returns
     -------
@@ -299,15 +312,17 @@ def dendrogram(fit, X, y, *, gate: Gate | str | dict | None = None,
     (0.0, True)
     """
     X, y = check_X_y(X, y)
+    weight = check_sample_weight(sample_weight, X.shape[0])
     params, fit_gate = _unpack_fit(fit, gate)
     if not isinstance(fit_gate, SoftmaxGate):
         raise ValueError("the dendrogram of mixing measures is defined for the softmax gate "
                          f"(docs/theory.md, 'Choosing the number of experts'), got "
                          f"{fit_gate!r}")
     fit_gate.check_params(params, d=X.shape[1])
-    n = X.shape[0]
+    n = X.shape[0] if weight is None else float(weight.sum())
     omega = default_omega(n) if omega is None else check_positive_float(omega, "omega")
-    coords = Coordinates.standardized(X, y) if standardize else Coordinates.identity(X.shape[1])
+    coords = (Coordinates.standardized(X, y, weight) if standardize
+              else Coordinates.identity(X.shape[1]))
     k = params.k
     Xs = (X - coords.mx) / coords.sx   # the covariates of the internal parametrisation
     current = coords.to_internal(params)
@@ -316,7 +331,7 @@ def dendrogram(fit, X, y, *, gate: Gate | str | dict | None = None,
     raw_levels = []
     merges: list[Merge] = []
     for step in range(1, k):
-        dist = _pairwise(current, _log_masses(current, Xs))
+        dist = _pairwise(current, _log_masses(current, Xs, weight))
         flat = int(np.argmin(dist))          # the first minimum: ties to the lower pair
         i, j = divmod(flat, dist.shape[1])
         i, j = min(i, j), max(i, j)
@@ -332,8 +347,10 @@ def dendrogram(fit, X, y, *, gate: Gate | str | dict | None = None,
     levels = []
     for internal, mem, h in raw_levels:
         p = fit_gate.normal_form(coords.to_user(internal))
-        levels.append(DendrogramLevel(p.k, p, mem, GaussianMoE(fit_gate, p).log_likelihood(X, y),
-                                      h, fit_gate))
+        model = GaussianMoE(fit_gate, p)
+        loglik = (model.log_likelihood(X, y) if weight is None
+                  else float(model.score_samples(X, y) @ weight))
+        levels.append(DendrogramLevel(p.k, p, mem, loglik, h, fit_gate))
     return Dendrogram(levels, merges, n, omega, [f"expert {i}" for i in range(k)],
                       bool(standardize))
 

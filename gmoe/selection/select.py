@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._validation import check_choice, check_X_y
+from .._validation import check_choice, check_sample_weight, check_X_y
 from ..gates import SoftmaxGate, make_gate
 from .criteria import CriteriaTable, aic, bic, icl, n_parameters, responsibility_entropy
 from .dendrogram import Dendrogram, dendrogram
@@ -17,7 +17,7 @@ __all__ = ["METHODS", "SelectionResult", "select_experts"]
 METHODS = ("dendrogram", "aic", "bic", "icl")
 
 #: Arguments of fit_em that select_experts sets itself.
-_RESERVED = ("n_experts", "gate", "rng", "X", "y", "sample_weight", "truth")
+_RESERVED = ("n_experts", "gate", "rng", "X", "y", "truth")
 
 
 @dataclass
@@ -59,7 +59,7 @@ class SelectionResult:
         """The method, the table of criteria and the chosen k, as text."""
         k_max = max(self.fits) if self.fits else self.k
         head = (f"Choosing the number of experts: method = {self.method}, "
-                f"k_max = {k_max}, n = {next(iter(self.fits.values())).n_samples}"
+                f"k_max = {k_max}, n = {next(iter(self.fits.values()))._n_text()}"
                 if self.fits else f"method = {self.method}")
         return head + "\n" + self.table.summary()
 
@@ -93,7 +93,7 @@ class SelectionResult:
 
 def select_experts(X, y, k_max: int, method: str = "dendrogram", gate="softmax", rng=None,
                    *, omega: float | None = None, tree_standardize: bool = True,
-                   **fit_kwargs) -> SelectionResult:
+                   sample_weight=None, **fit_kwargs) -> SelectionResult:
     """Choose the number of experts of a mixture of experts.
 
     ``"dendrogram"`` fits k_max experts once and walks the merge path of its mixing
@@ -120,10 +120,14 @@ def select_experts(X, y, k_max: int, method: str = "dendrogram", gate="softmax",
         Build the dendrogram in the data's standardised coordinates (the
         ``standardize`` option of :func:`gmoe.selection.dendrogram`): the tree and the
         DSC then do not depend on the origin or units of X and y.
+    sample_weight : array-like of shape (n_samples,), optional
+        Frequency weights, for every fit, the dendrogram (weighted masses and
+        log-likelihoods), the entropy and the criteria, whose ``n`` is the weights'
+        sum: an integer weight counts as a repeated row.
     **fit_kwargs
         Passed to :func:`gmoe.fit_em` for every fit (``init``, ``n_init``, ``tol``,
-        ``accelerate``, ...). ``n_experts``, ``gate``, ``rng``, ``truth`` and
-        ``sample_weight`` are not accepted.
+        ``accelerate``, ...). ``n_experts``, ``gate``, ``rng`` and ``truth`` are not
+        accepted.
 
     Returns
     -------
@@ -161,6 +165,7 @@ def select_experts(X, y, k_max: int, method: str = "dendrogram", gate="softmax",
     if k_max > X.shape[0]:
         raise ValueError(f"k_max = {k_max} is more than the {X.shape[0]} samples")
     check_choice(method, "method", METHODS)
+    weight = check_sample_weight(sample_weight, X.shape[0])
     gate = make_gate(gate)
     reserved = sorted(set(fit_kwargs) & set(_RESERVED))
     if reserved:
@@ -174,10 +179,12 @@ def select_experts(X, y, k_max: int, method: str = "dendrogram", gate="softmax",
                          "'bic' or 'icl'")
     streams = np.random.default_rng(rng).spawn(k_max)
     ks = [k_max] if method == "dendrogram" else list(range(1, k_max + 1))
-    fits = {k: fit_em(X, y, k, gate=gate, rng=streams[k - 1], **fit_kwargs) for k in ks}
+    fits = {k: fit_em(X, y, k, gate=gate, rng=streams[k - 1], sample_weight=weight,
+                      **fit_kwargs) for k in ks}
     top = fits[k_max]
-    tree = dendrogram(top, X, y, omega=omega, standardize=tree_standardize) if softmax else None
-    n = X.shape[0]
+    tree = (dendrogram(top, X, y, omega=omega, standardize=tree_standardize,
+                       sample_weight=weight) if softmax else None)
+    n = X.shape[0] if weight is None else float(weight.sum())
     if method == "dendrogram":
         k = tree.select()
         dsc = tree.dsc()
@@ -197,7 +204,7 @@ def select_experts(X, y, k_max: int, method: str = "dendrogram", gate="softmax",
     for kk in ks:
         f = fits[kk]
         p = n_parameters(f.params, f.gate)
-        ent = responsibility_entropy(f.model, X, y)
+        ent = responsibility_entropy(f.model, X, y, weight)
         rows["loglik"].append(f.loglik)
         rows["n_params"].append(p)
         rows["entropy"].append(ent)
