@@ -9,10 +9,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._information_criteria import aic, bic_value, warn_few_observations
 from .em import fit_em
 from .gates import Gate, SoftmaxGate
 from .params import MoEParams
-from .selection import criteria
 from .settings import FitSettings
 
 _D = FitSettings  # the EM defaults; MoERegressor's own differ for init, n_init, standardize,
@@ -310,13 +310,14 @@ default="auto"
         ``n`` is the weights' sum, so a weight of 2 counts as a repeated row.
         """
         loglik, nobs = self._loglik_and_nobs(X, y, sample_weight)
-        return criteria.bic(loglik, self.result_.n_parameters(), nobs)
+        warn_few_observations(nobs, self.result_.n_parameters(), stacklevel=3)
+        return bic_value(loglik, self.result_.n_parameters(), nobs)
 
     def aic(self, X, y, sample_weight=None) -> float:
         """AIC on (X, y): ``-2 loglik + 2 p`` (weighted log-likelihood with
         ``sample_weight``)."""
         loglik = self.log_likelihood(X, y, sample_weight=sample_weight)
-        return criteria.aic(loglik, self.result_.n_parameters())
+        return aic(loglik, self.result_.n_parameters())
 
     def sample(self, n: int, rng=None, x=None):
         """Draw (X, y) from the fitted model (see :meth:`GaussianMoE.sample`)."""

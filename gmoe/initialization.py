@@ -91,6 +91,14 @@ def near_truth_params(truth: MoEParams, k: int, n: int, rng, scale: float = 1.0,
     return MoEParams(beta0, beta1, a, b, var, tau, cov)
 
 
+def _any_row(rng, n: int, weight: np.ndarray | None) -> int:
+    """A row drawn uniformly, or in proportion to its weight (uniformly when every
+    weight is 0, e.g. a sample of weightless rows)."""
+    if weight is None or not weight.sum() > 0:
+        return int(rng.integers(n))
+    return int(rng.choice(n, p=weight / weight.sum()))
+
+
 def _seed_centres(data: np.ndarray, sq_norms: np.ndarray, k: int, rng,
                   weight: np.ndarray | None = None) -> np.ndarray:
     """k-means++ seeding: k rows of ``data``, each drawn with probability proportional
@@ -98,19 +106,16 @@ def _seed_centres(data: np.ndarray, sq_norms: np.ndarray, k: int, rng,
     with sample weights: a row of weight w counts as w rows; the first is drawn with
     probability proportional to the weight)."""
     n = data.shape[0]
-
-    def any_row():
-        return rng.integers(n) if weight is None else rng.choice(n, p=weight / weight.sum())
-
     centers = np.empty((k, data.shape[1]))
-    centers[0] = data[any_row()]
+    centers[0] = data[_any_row(rng, n, weight)]
     closest = np.full(n, np.inf)
     for j in range(1, k):
         dist = sq_norms - 2 * data @ centers[j - 1] + centers[j - 1] @ centers[j - 1]
         closest = np.minimum(closest, np.maximum(dist, 0))
         score = closest if weight is None else closest * weight
         total = score.sum()
-        centers[j] = data[any_row() if total <= 0 else rng.choice(n, p=score / total)]
+        centers[j] = data[_any_row(rng, n, weight) if total <= 0
+                          else rng.choice(n, p=score / total)]
     return centers
 
 
@@ -185,7 +190,8 @@ def kmeans_responsibilities(X: np.ndarray, y: np.ndarray, k: int, rng,
     if k == 1:
         # one cluster: every row is labelled 0 whatever the data; the seed is still
         # drawn, so that the generator moves on as the seeding would have moved it
-        rng.integers(n if rows is None else len(rows))
+        _any_row(rng, n if rows is None else len(rows),
+                 weight if rows is None or weight is None else weight[rows])
         labels = np.zeros(n, dtype=np.intp)
     elif rows is not None:
         labels = _sampled_kmeans_labels(X, y, k, rng, max_iter, rows, weight)

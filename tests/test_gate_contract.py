@@ -259,6 +259,47 @@ def test_score_matches_finite_differences_of_the_weighted_objective(name, i):
 
 
 @pytest.mark.parametrize("name,i", CASES)
+def test_free_likelihood_by_chunks_equals_one_pass(name, i, monkeypatch):
+    # the value, score and information are sums over rows taken in chunks: a chunk
+    # boundary (and a remainder) must change nothing, with weights (some 0) and, for
+    # a sparse gate, with the selection held or tracked
+    import gmoe.likelihood as likelihood
+    from gmoe.likelihood import FreeLikelihood
+
+    gate, entry = _get(name, i)
+    rng = np.random.default_rng(8)
+    k, d, n = 3, 2, 301
+    params = _prepared(gate, entry.params(rng, k, d))
+    X, y = GaussianMoE(gate, params, x_law=_xlaw(gate, d)).sample(n, rng=2)
+    weight = rng.uniform(0.0, 3.0, n) * (rng.random(n) > 0.1)
+    design = Design(X, y, weight)
+    try:
+        gate.free_state(gate.free_vector(params), design, k, None)
+    except NotImplementedError:
+        pytest.skip(f"the {name} gate supplies no score")
+    held = gate.selection_mask(design, params)
+    theta = FreeLikelihood(design, gate, params).pack(params)
+    theta = theta + 0.02 * rng.standard_normal(theta.size)
+    for mask in ([None] if held is None else [held, "track"]):
+        like = FreeLikelihood(design, gate, params, mask, weight)
+        monkeypatch.setattr(likelihood, "CHUNK", 10**9)
+        ll, grad = like.evaluate(theta)
+        info = like.information(theta)
+        monkeypatch.setattr(likelihood, "CHUNK", 37)  # 8 chunks of 37 and one of 5
+        ll_c, grad_c = like.evaluate(theta)
+        assert ll_c == pytest.approx(ll, rel=1e-13)
+        np.testing.assert_allclose(grad_c, grad, rtol=1e-11,
+                                   atol=1e-11 * np.max(np.abs(grad)))
+        np.testing.assert_allclose(like.information(theta), info,
+                                   atol=1e-10 * np.max(np.abs(info)))
+        if mask is None:
+            # the weighted sum of the model's per-sample log densities
+            model = GaussianMoE(gate, like.unpack(theta))
+            assert ll_c == pytest.approx(float(model.score_samples(X, y) @ weight),
+                                         rel=1e-12)
+
+
+@pytest.mark.parametrize("name,i", CASES)
 def test_split_keeps_the_density_exactly_when_the_gate_says_so(name, i):
     gate, entry = _get(name, i)
     rng = np.random.default_rng(2)

@@ -112,28 +112,3 @@ def test_analytic_information_matches_differences_of_the_score(name):
     np.testing.assert_allclose(like.information(theta, chunk=37), analytic,
                                atol=1e-10 * np.max(np.abs(numeric)))
 
-
-@pytest.mark.parametrize("mask", ["held", "track"])
-@pytest.mark.parametrize("name", sorted(GATES))
-def test_value_and_score_by_chunks_equal_one_pass(name, mask, monkeypatch):
-    import gmoe.likelihood as likelihood
-
-    gate, params, X, y, _ = _setup(GATES[name], n=300)
-    weight = np.random.default_rng(2).uniform(0.2, 3.0, len(y))
-    design = Design(X, y, weight)
-    theta0 = FreeLikelihood(design, gate, params).pack(params)
-    theta = theta0 + 0.05 * np.random.default_rng(3).standard_normal(len(theta0))
-    held = (gate.selection_mask(design, params) if gate.is_sparse(params.k) else None)
-    like = FreeLikelihood(design, gate, params,
-                          held if mask == "held" or held is None else "track", weight)
-    monkeypatch.setattr(likelihood, "CHUNK", 10**9)
-    ll, grad = like.evaluate(theta)
-    monkeypatch.setattr(likelihood, "CHUNK", 37)  # 8 full chunks and a remainder of 4
-    ll_c, grad_c = like.evaluate(theta)
-    assert ll_c == pytest.approx(ll, rel=1e-13)
-    np.testing.assert_allclose(grad_c, grad, rtol=1e-11, atol=1e-11 * np.max(np.abs(grad)))
-    # the chunked weighted value is the weighted sum of the per-sample log densities
-    dense = like.unpack(theta)
-    if held is None:
-        expected = GaussianMoE(gate, dense).score_samples(X, y) @ weight
-        assert ll_c == pytest.approx(expected, rel=1e-12)

@@ -183,6 +183,11 @@ def test_weighted_kmeans_ignores_rows_of_weight_zero(sample):
         unweighted = kmeans_responsibilities(X, y, 2, np.random.default_rng(seed),
                                              rows=rows).argmax(axis=0)
         assert len(set(unweighted[truth < 2])) == 1  # the failure the weights avoid
+    # a sample of weightless rows only: seeded uniformly, every row still labelled
+    rows = np.flatnonzero(truth == 2)[:50]
+    resp = kmeans_responsibilities(X, y, 2, np.random.default_rng(0), rows=rows,
+                                   weight=weight)
+    assert np.array_equal(resp.sum(axis=0), np.ones(2000))
 
 
 def test_weighted_kmeans_centres_are_weighted_means():

@@ -288,11 +288,17 @@ def test_bic_warns_when_the_observations_do_not_outnumber_the_parameters(data):
     X, y = data
     fit = fit_em(X, y, 2, rng=0, warn=False)
     p = fit.n_parameters()
-    # weights normalised to sum 1: log n = 0, the penalty vanishes
-    with pytest.warns(UserWarning, match="penalty"):
+    # weights normalised to sum 1: log n = 0, the penalty vanishes; the warning names
+    # the caller's line, not gmoe's
+    with pytest.warns(UserWarning, match="log n = 0") as record:
         assert bic(fit.loglik, p, 1.0) == pytest.approx(-2 * fit.loglik, rel=1e-15)
-    with pytest.warns(UserWarning, match="frequencies"):
-        fit.__class__.bic(dataclasses.replace(fit, nobs=1.0))
+    assert record[0].filename == __file__
+    with pytest.warns(UserWarning, match="frequency weights") as record:
+        dataclasses.replace(fit, nobs=1.0).bic()
+    assert record[0].filename == __file__
+    with pytest.warns(UserWarning, match="not meaningful") as record:
+        icl(fit.loglik, p, p, 0.0)
+    assert len(record) == 1 and record[0].filename == __file__
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         bic(fit.loglik, p, p + 1)

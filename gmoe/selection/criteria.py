@@ -11,10 +11,9 @@ number of experts is the argmin (docs/theory.md, "Choosing the number of experts
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
+from .._information_criteria import aic, bic, bic_value, warn_few_observations
 from .._validation import check_sample_weight, check_X_y
 from ..params import MoEParams
 
@@ -26,27 +25,6 @@ def n_parameters(params: MoEParams, gate) -> int:
     (``(k - 1)(d + 1)`` for the softmax gate)."""
     k, d = params.k, params.d
     return k * (d + 2) + gate.n_params(k, d)
-
-
-def aic(loglik: float, n_params: int) -> float:
-    """Akaike's criterion ``-2 loglik + 2 p`` (lower is better)."""
-    return -2.0 * float(loglik) + 2.0 * n_params
-
-
-def bic(loglik: float, n_params: int, n_samples: float) -> float:
-    """Schwarz's criterion ``-2 loglik + p log n`` (lower is better).
-
-    ``n_samples`` is the number of observations: the rows, or the sum of frequency
-    weights. A count not above ``n_params`` gives a warning: the penalty then
-    (nearly) vanishes, as it does for weights normalised to sum 1.
-    """
-    if n_samples <= n_params:
-        warnings.warn(f"BIC with {n_samples:.6g} observations for {n_params} free "
-                      "parameters: the penalty p log n (nearly) vanishes. Sample "
-                      "weights count as frequencies (their sum is n); weights "
-                      "normalised to sum 1 make BIC meaningless.", UserWarning,
-                      stacklevel=2)
-    return -2.0 * float(loglik) + n_params * float(np.log(n_samples))
 
 
 def responsibility_entropy(model, X, y, sample_weight=None) -> float:
@@ -78,7 +56,8 @@ def responsibility_entropy(model, X, y, sample_weight=None) -> float:
 def icl(loglik: float, n_params: int, n_samples: float, entropy: float) -> float:
     """The integrated completed likelihood criterion in its BIC form,
     ``BIC + 2 E`` (lower is better), ``E`` from :func:`responsibility_entropy`."""
-    return bic(loglik, n_params, n_samples) + 2.0 * float(entropy)
+    warn_few_observations(n_samples, n_params, stacklevel=3)
+    return bic_value(loglik, n_params, n_samples) + 2.0 * float(entropy)
 
 
 class CriteriaTable:

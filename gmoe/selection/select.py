@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._information_criteria import bic_value, warn_few_observations
 from .._validation import check_choice, check_sample_weight, check_X_y
 from ..gates import SoftmaxGate, make_gate
-from .criteria import CriteriaTable, aic, bic, icl, n_parameters, responsibility_entropy
+from .criteria import CriteriaTable, aic, n_parameters, responsibility_entropy
 from .dendrogram import Dendrogram, dendrogram
 
 __all__ = ["METHODS", "SelectionResult", "select_experts"]
@@ -209,8 +210,9 @@ def select_experts(X, y, k_max: int, method: str = "dendrogram", gate="softmax",
         rows["n_params"].append(p)
         rows["entropy"].append(ent)
         rows["aic"].append(aic(f.loglik, p))
-        rows["bic"].append(bic(f.loglik, p, n))
-        rows["icl"].append(icl(f.loglik, p, n, ent))
+        warn_few_observations(n, p, stacklevel=3)  # once per k, for BIC and ICL
+        rows["bic"].append(bic_value(f.loglik, p, n))
+        rows["icl"].append(rows["bic"][-1] + 2.0 * ent)
         rows["certified"].append(bool(f.certified))
         rows["success"].append(bool(f.success))
     columns = {name: np.asarray(v) for name, v in rows.items()}
