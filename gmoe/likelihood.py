@@ -25,8 +25,10 @@ from .params import MoEParams
 __all__ = ["FreeLikelihood", "free_layout", "LazyInformation", "InformationField"]
 
 #: Rows per chunk of the value, score and information: the (k, rows) and (m, rows)
-#: temporaries of a chunk fit in a core's L2 cache (at n = 1e5, k = 3 the information
-#: costs 18 ms in chunks of 8192 rows against 42 ms in chunks of 50 000).
+#: temporaries of a chunk fit in a core's L2 cache, and are small enough for the
+#: allocator to keep (at n = 1e5, k = 3 the information cost 16-18 ms in chunks of
+#: 8192 rows against 42-46 ms in chunks of 50 000, where glibc handed the larger
+#: temporaries back to the system and faulted them in again on every call).
 CHUNK = 8192
 
 
@@ -112,7 +114,7 @@ class FreeLikelihood:
         """Log-likelihood and (optionally) its gradient at ``theta``.
 
         Samples are processed in chunks of :data:`CHUNK` rows, so that the (k, rows)
-        temporaries stay in the CPU cache (2-3x faster at n = 1e5 than whole arrays).
+        temporaries stay in the CPU cache and memory does not grow with n.
 
         Returns
         -------
