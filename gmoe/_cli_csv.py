@@ -27,11 +27,13 @@ def _find_column(spec: str, columns: list, header: bool, option: str, path: Path
     raise CLIError(f"gmoe fit: no column {spec!r} in {path} ({option}); columns: {shown}")
 
 
-def read_table(path: Path, header: bool, index_col: str | None, y_col: str | None):
-    """Read a CSV of numbers with pandas: (X, y, feature names, response name).
+def read_table(path: Path, header: bool, index_col: str | None, y_col: str | None,
+               weight_col: str | None = None):
+    """Read a CSV of numbers with pandas: (X, y, weights, feature names, response name).
 
     Every cell must be a finite number; the first one that is not is reported with its
-    line in the file and its column, as one line.
+    line in the file and its column, as one line. ``weight_col`` names a column of
+    sample weights (taken out of the features; weights None without it).
     """
     import numpy as np
     import pandas as pd
@@ -69,16 +71,27 @@ def read_table(path: Path, header: bool, index_col: str | None, y_col: str | Non
     if blank.size:
         raise CLIError(f"gmoe fit: {path}, line {blank[0] + first_line} is blank")
     ycol = columns[-1] if y_col is None else _find_column(y_col, columns, header, "--y", path)
-    xcols = [c for c in columns if c != ycol]
+    wcol = (None if weight_col is None
+            else _find_column(weight_col, columns, header, "--weights", path))
+    if wcol is not None and wcol == ycol:
+        raise CLIError(f"gmoe fit: --weights and the response are the same "
+                       f"{_column_name(ycol, header)}")
+    xcols = [c for c in columns if c not in (ycol, wcol)]
     if not xcols:
         raise CLIError(f"gmoe fit: {path} needs at least one feature column besides "
                        f"{_column_name(ycol, header)}")
     values = _numbers(table, path, header, first_line)
     X = values[xcols].to_numpy(dtype=float)
     y = values[ycol].to_numpy(dtype=float)
+    w = None if wcol is None else values[wcol].to_numpy(dtype=float)
+    if w is not None and (np.any(w < 0) or not np.any(w > 0)):
+        row = int(np.argmax(w < 0)) if np.any(w < 0) else None
+        raise CLIError(f"gmoe fit: {path}: the weights ({_column_name(wcol, header)}) must "
+                       "be >= 0 and not all 0" + ("" if row is None else
+                                                   f"; line {row + first_line} is negative"))
     if not header:
-        return X, y, [f"column {c}" for c in xcols], f"column {ycol}"
-    return X, y, [str(c) for c in xcols], str(ycol)
+        return X, y, w, [f"column {c}" for c in xcols], f"column {ycol}"
+    return X, y, w, [str(c) for c in xcols], str(ycol)
 
 
 def _check_header(path: Path, columns: list, index_col: str | None) -> None:

@@ -144,13 +144,15 @@ def _cmd_fit(args) -> int:
     path = Path(args.data)
     if not path.is_file():
         raise CLIError(f"gmoe fit: no such file: {path}")
-    X, y, xcols, ycol = read_table(path, header=not args.no_header,
-                                    index_col=args.index_col, y_col=args.y)
+    X, y, w, xcols, ycol = read_table(path, header=not args.no_header,
+                                       index_col=args.index_col, y_col=args.y,
+                                       weight_col=args.weights)
     gate = _gate_from_options(args)
     with warnings.catch_warnings(), _fit_progress(args) as progress:
         warnings.simplefilter("always")  # every warning of the fit, one line each (main)
         reg = MoERegressor(n_experts=args.k, gate=gate, n_init=args.n_init,
-                           random_state=args.seed).fit(X, y, progress=progress)
+                           random_state=args.seed).fit(X, y, sample_weight=w,
+                                                       progress=progress)
     print(f"features: {', '.join(xcols)}; response: {ycol}")
     print(reg.summary())
     if args.save:
@@ -173,13 +175,14 @@ def _cmd_select(args) -> int:
     if args.k_max < 1:
         raise CLIError(f"gmoe select: --k-max must be an integer >= 1, got {args.k_max}")
     try:
-        X, y, xcols, ycol = read_table(path, header=not args.no_header,
-                                        index_col=args.index_col, y_col=args.y)
+        X, y, w, xcols, ycol = read_table(path, header=not args.no_header,
+                                           index_col=args.index_col, y_col=args.y,
+                                           weight_col=args.weights)
     except CLIError as exc:  # the reader speaks as gmoe fit
         raise CLIError(str(exc).replace("gmoe fit:", "gmoe select:", 1)) from None
     out = Path(args.out) if args.out else Path(f"{path.stem}_dendrogram.png")
     print(select_command(X, y, xcols, ycol, k_max=args.k_max, method=args.method, out=out,
-                         n_init=args.n_init, seed=args.seed))
+                         n_init=args.n_init, seed=args.seed, sample_weight=w))
     return 0
 
 
@@ -199,6 +202,11 @@ def _cmd_reproduce(args) -> int:
                       names=args.name or None, progress=not args.no_progress)
     print(format_rates(table))
     return 0
+
+
+#: ``--weights`` of ``gmoe fit`` and ``gmoe select``.
+WEIGHTS_HELP = ("a column of sample weights (frequency weights, >= 0), by name or position "
+                "from 0; it is not a feature (default: every row weighs 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -283,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index-col", default=None, metavar="COL",
                    help="a column of row labels to leave out, by name or position from 0 "
                         "(--index-col 0 for a file written by pandas' to_csv)")
+    p.add_argument("--weights", default=None, metavar="COL", help=WEIGHTS_HELP)
     p.add_argument("--gate", default="softmax", metavar="NAME",
                    help=f"the gate: {', '.join(GATES)} (default: softmax)")
     p.add_argument("--K", type=int, default=None,
@@ -326,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-header", action="store_true", help="the file has no header row")
     p.add_argument("--index-col", default=None, metavar="COL",
                    help="a column of row labels to leave out, as for fit")
+    p.add_argument("--weights", default=None, metavar="COL", help=WEIGHTS_HELP)
     p.add_argument("--n-init", type=int, default=3,
                    help="k-means restarts of each fit (default: 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the starts (default: 0)")

@@ -222,6 +222,43 @@ def test_fit_y_names_the_response_column_anywhere(tmp_path, capsys):
     assert code == 2 and "no column 'nope'" in one_line(err)
 
 
+def test_fit_weights_column_is_the_fit_of_repeated_rows(tmp_path, capsys):
+    # --weights w with integer weights fits the same likelihood as the rows repeated:
+    # the same n (their sum), and the certified log-likelihood of the same maximum
+    import re
+
+    import numpy as np
+
+    x, y = two_regimes()
+    w = np.random.default_rng(3).integers(1, 4, len(y))
+    weighted = tmp_path / "weighted.csv"
+    np.savetxt(weighted, np.column_stack([x, w, y]), delimiter=",", header="x,w,y",
+               comments="")
+    repeated = tmp_path / "repeated.csv"
+    np.savetxt(repeated, np.column_stack([np.repeat(x, w), np.repeat(y, w)]),
+               delimiter=",", header="x,y", comments="")
+    code, out_w, err = fit_cli(capsys, weighted, "--weights", "w")
+    assert code == 0, err
+    assert "features: x; response: y" in out_w
+    assert f"n = {w.sum()} (sum of the weights of {len(y)} rows)" in out_w
+    code, out_r, err = fit_cli(capsys, repeated)
+    assert code == 0, err
+
+    def loglik(out):
+        return float(re.search(r"log-likelihood = (-?[\d.]+)", out).group(1))
+
+    assert loglik(out_w) == pytest.approx(loglik(out_r), abs=2e-3)
+    for args, message in ((("--weights", "y"), "--weights and the response are the same"),
+                          (("--weights", "nope"), "no column 'nope'")):
+        code, _, err = fit_cli(capsys, weighted, *args)
+        assert code == 2 and message in one_line(err)
+    negative = tmp_path / "negative.csv"
+    np.savetxt(negative, np.column_stack([x, -w, y]), delimiter=",", header="x,w,y",
+               comments="")
+    code, _, err = fit_cli(capsys, negative, "--weights", "w")
+    assert code == 2 and "must be >= 0" in one_line(err) and "line 2" in one_line(err)
+
+
 @pytest.fixture
 def data_csv(tmp_path):
     import numpy as np

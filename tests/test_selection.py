@@ -476,6 +476,21 @@ def test_select_command_prints_the_table_and_writes_the_picture(two_experts_csv,
     assert code == 0 and "bic" in out and "icl" in out and "k = 2" in out
 
 
+def test_select_command_takes_a_weights_column(two_experts, tmp_path, capsys):
+    from gmoe.cli import main
+
+    X, y = two_experts
+    w = np.random.default_rng(1).integers(0, 3, len(y))
+    path = tmp_path / "weighted.csv"
+    np.savetxt(path, np.column_stack([X[:, 0], w, y]), delimiter=",", header="x,w,y",
+               comments="")
+    code = main(["select", str(path), "--k-max", "3", "--method", "bic", "--weights", "w",
+                 "--out", str(tmp_path / "w.png"), "--n-init", "2"])
+    out = capsys.readouterr().out
+    assert code == 0 and "features: x; response: y" in out and "k = 2" in out
+    assert f"n = {w.sum()} (sum of the weights)" in out
+
+
 @pytest.mark.parametrize("args,expected", [
     (["--k-max", "0"], "--k-max must be an integer >= 1"),
     (["--k-max", "two"], "invalid int value"),

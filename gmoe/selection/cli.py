@@ -9,11 +9,12 @@ __all__ = ["select_command"]
 
 
 def select_command(X, y, xcols: list, ycol: str, *, k_max: int, method: str, out: Path,
-                   n_init: int, seed: int) -> str:
+                   n_init: int, seed: int, sample_weight=None) -> str:
     """Run :func:`gmoe.select_experts` and write the dendrogram picture.
 
     The fits run in standardised units (``fit_em(standardize=True)``, as
-    ``gmoe fit`` does), from ``n_init`` k-means starts each.
+    ``gmoe fit`` does), from ``n_init`` k-means starts each, weighted by
+    ``sample_weight`` if given.
 
     Returns
     -------
@@ -31,12 +32,13 @@ def select_command(X, y, xcols: list, ycol: str, *, k_max: int, method: str, out
     with warnings.catch_warnings():
         warnings.simplefilter("always")  # every warning of the fits, one line each
         result = select_experts(X, y, k_max, method=method, rng=seed, n_init=n_init,
-                                standardize=True)
+                                standardize=True, sample_weight=sample_weight)
     fig = result.plot()
     out = Path(out)
     fig.savefig(out, dpi=130)
     plt.close(fig)
-    lines = [f"features: {', '.join(xcols)}; response: {ycol}; n = {len(y)}",
+    n = len(y) if sample_weight is None else f"{float(sum(sample_weight)):.6g} (sum of the weights)"
+    lines = [f"features: {', '.join(xcols)}; response: {ycol}; n = {n}",
              result.summary(),
              f"k = {result.k}",
              f"picture: {out}"]
