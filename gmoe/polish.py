@@ -12,12 +12,8 @@ fits and inference".
   :meth:`gmoe.likelihood.FreeLikelihood.information`) with its eigenvalues
   replaced by their absolute values and floored, so every step is an ascent
   direction, also where the likelihood is not concave.
-- Steps are capped (a trust region in the free coordinates, max-norm) and halved
-  until the log-likelihood does not decrease: the polish never lowers the
-  likelihood. The cap starts at 2 and doubles after every capped step taken whole
-  that gained at least half what the quadratic model promised (a ridge walk: the
-  Newton step points far along a flat direction), up to 64; it falls back to 2 as
-  soon as a step has to be halved.
+- Steps are capped (a trust region in the free coordinates) and halved until the
+  log-likelihood does not decrease: the polish never lowers the likelihood.
 - The log-variances are bounded below by the variance floor (the theory's compact
   parameter space): coordinates at the bound whose score points out of the space
   are held there (projected Newton). A fit with a variance at the floor is
@@ -42,13 +38,8 @@ from .params import MoEParams
 
 __all__ = ["PolishResult", "polish"]
 
-#: Largest change of any free coordinate in one Newton step, at first ...
+#: Largest change of any free coordinate in one Newton step.
 _MAX_STEP = 2.0
-#: ... and at most, after the cap has doubled along a ridge.
-_MAX_RADIUS = 64.0
-#: A capped step taken whole doubles the cap when its gain is at least this share of
-#: the gain the quadratic model (with the modified information) predicted.
-_EXPAND_RATIO = 0.5
 #: Eigenvalues of the information below this share of the largest are floored.
 _EIG_FLOOR = 1e-12
 
@@ -151,7 +142,6 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
     """
     lv = np.arange(like.m)[like.logvar]
     eig, last_free, last_gnorm = None, None, np.inf
-    radius = _MAX_STEP
     for it in range(max_iter + 1):
         gnorm, free = _projected_score(like, theta, grad, log_floor)
         if gnorm <= gtol:
@@ -170,12 +160,10 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
         last_free, last_gnorm = free, gnorm
         w, V = eig
         delta = np.zeros(like.m)
-        coef = V.T @ grad[free]
-        delta[free] = V @ (coef / w)
-        newton_gain = float(np.sum(coef * coef / w))  # g' H^-1 g, the model's unit
+        delta[free] = V @ ((V.T @ grad[free]) / w)
         longest = float(np.max(np.abs(delta)))
-        scale = min(1.0, radius / longest) if longest > 0 else 1.0
-        delta *= scale
+        if longest > _MAX_STEP:
+            delta *= _MAX_STEP / longest
         step, accepted = 1.0, False
         for _ in range(40):
             trial = theta + step * delta
@@ -191,14 +179,6 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
             step *= 0.5
         if not accepted:
             return theta, ll, grad, it, False, "line search found no ascent"
-        if step < 1.0:
-            radius = _MAX_STEP
-        elif scale < 1.0:
-            # the model's gain along the Newton direction at the fraction s taken:
-            # (s - s^2 / 2) g' H^-1 g
-            predicted = newton_gain * (scale - 0.5 * scale * scale)
-            if ll_t - ll >= _EXPAND_RATIO * predicted:
-                radius = min(2.0 * radius, _MAX_RADIUS)
         theta, ll, grad = trial, ll_t, grad_t
     largest = float(np.max(np.abs(theta[:like.m_gate]), initial=0.0))
     return theta, ll, grad, max_iter, False, (

@@ -147,22 +147,3 @@ def test_a_sigmoid_score_saturated_at_one_is_never_certified():
     result = polish(Design(X, y), gate, plateau, var_floor=1e-4)
     assert not result.certified and result.separated
     assert "expert(s) 0" in result.message
-
-
-def test_the_step_cap_doubles_along_a_ridge_and_reaches_the_same_maximum(monkeypatch):
-    # a k-means start of an over-specified fit: the Newton steps point far along a flat
-    # direction, so the cap of 2 binds step after step; doubling it after each capped
-    # step that keeps its promise walks the ridge in fewer steps, to the same maximum
-    import gmoe.polish as polish_module
-
-    X, y = GaussianMoE(SoftmaxGate(), PAPER).sample(1000, rng=100)
-    em = fit_em(X, y, 3, init="kmeans", rng=0, var_floor=0.01, polish=False, warn=False)
-    design = Design(X, y)
-    doubled = polish(design, em.gate, em.params, 0.01, information=False)
-    monkeypatch.setattr(polish_module, "_MAX_RADIUS", polish_module._MAX_STEP)
-    fixed = polish(design, em.gate, em.params, 0.01, information=False)
-    assert doubled.certified and fixed.certified
-    assert doubled.n_iter <= fixed.n_iter - 8  # 15 against 28 steps when written
-    assert doubled.loglik == pytest.approx(fixed.loglik, abs=1e-8)
-    # the same point, up to what a score of 1e-8 per sample pins down on the ridge
-    np.testing.assert_allclose(doubled.theta, fixed.theta, rtol=1e-5, atol=1e-5)
