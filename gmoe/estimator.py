@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._information_criteria import aic, bic_value, warn_few_observations
+from ._information_criteria import aic, bic
 from .em import fit_em
 from .gates import Gate, SoftmaxGate
 from .params import MoEParams
@@ -310,8 +310,7 @@ default="auto"
         ``n`` is the weights' sum, so a weight of 2 counts as a repeated row.
         """
         loglik, nobs = self._loglik_and_nobs(X, y, sample_weight)
-        warn_few_observations(nobs, self.result_.n_parameters(), stacklevel=3)
-        return bic_value(loglik, self.result_.n_parameters(), nobs)
+        return bic(loglik, self.result_.n_parameters(), nobs, stacklevel=3)
 
     def aic(self, X, y, sample_weight=None) -> float:
         """AIC on (X, y): ``-2 loglik + 2 p`` (weighted log-likelihood with

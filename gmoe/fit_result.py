@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._information_criteria import aic, bic_value, warn_few_observations
+from ._information_criteria import aic, bic
 from .exceptions import InferenceWarning
 from .gates import Gate
 from .inference import ParamArrays, covariance, standard_errors, wald_intervals
@@ -185,8 +185,7 @@ class FitResult:
         """Bayesian information criterion ``-2 loglik + p log n`` (lower is better);
         ``n`` is the sum of the sample weights in a weighted fit (``nobs``: frequency
         weights; weights normalised to sum 1 would make the penalty vanish, and warn)."""
-        warn_few_observations(self._nobs(), self.n_parameters(), stacklevel=3)
-        return bic_value(self.loglik, self.n_parameters(), self._nobs())
+        return bic(self.loglik, self.n_parameters(), self._nobs(), stacklevel=3)
 
     def aic(self) -> float:
         """Akaike information criterion ``-2 loglik + 2 p``."""

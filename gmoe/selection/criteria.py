@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._information_criteria import aic, bic, bic_value, warn_few_observations
+from .._information_criteria import aic, bic
 from .._validation import check_sample_weight, check_X_y
 from ..params import MoEParams
 
@@ -56,8 +56,7 @@ def responsibility_entropy(model, X, y, sample_weight=None) -> float:
 def icl(loglik: float, n_params: int, n_samples: float, entropy: float) -> float:
     """The integrated completed likelihood criterion in its BIC form,
     ``BIC + 2 E`` (lower is better), ``E`` from :func:`responsibility_entropy`."""
-    warn_few_observations(n_samples, n_params, stacklevel=3)
-    return bic_value(loglik, n_params, n_samples) + 2.0 * float(entropy)
+    return bic(loglik, n_params, n_samples, stacklevel=3) + 2.0 * float(entropy)
 
 
 class CriteriaTable:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._information_criteria import bic_value, warn_few_observations
+from .._information_criteria import bic
 from .._validation import check_choice, check_sample_weight, check_X_y
 from ..gates import SoftmaxGate, make_gate
 from .criteria import CriteriaTable, aic, n_parameters, responsibility_entropy
@@ -210,8 +210,8 @@ def select_experts(X, y, k_max: int, method: str = "dendrogram", gate="softmax",
         rows["n_params"].append(p)
         rows["entropy"].append(ent)
         rows["aic"].append(aic(f.loglik, p))
-        warn_few_observations(n, p, stacklevel=3)  # once per k, for BIC and ICL
-        rows["bic"].append(bic_value(f.loglik, p, n))
+        # ICL from this BIC: its few-observations warning once per k
+        rows["bic"].append(bic(f.loglik, p, n, stacklevel=3))
         rows["icl"].append(rows["bic"][-1] + 2.0 * ent)
         rows["certified"].append(bool(f.certified))
         rows["success"].append(bool(f.success))
