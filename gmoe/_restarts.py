@@ -307,7 +307,7 @@ def _polish_run(run: dict, ctx: _Context) -> None:
         return
     if not np.isfinite(run["loglik"]):
         run.update(certified=False, degenerate=False, separated=False, grad_norm=np.nan,
-                   polish_gain=0.0,
+                   newton_step=np.nan, polish_gain=0.0,
                    polish_iter=0, polish_message="EM failed: not polished",
                    information=None, param_names=[])
         return
@@ -322,7 +322,8 @@ def _polish_run(run: dict, ctx: _Context) -> None:
                       information=ctx.gate.is_sparse(run["params"].k))
     except NotImplementedError as exc:  # a gate without free_state/free_score
         run.update(certified=False, degenerate=False, separated=False, grad_norm=np.nan,
-                   polish_gain=0.0, polish_iter=0, information=None, param_names=[],
+                   newton_step=np.nan, polish_gain=0.0, polish_iter=0, information=None,
+                   param_names=[],
                    polish_message=f"not certifiable: the gate supplies no score ({exc})")
         return
     message = res.message
@@ -336,6 +337,7 @@ def _polish_run(run: dict, ctx: _Context) -> None:
                loglik=res.loglik + scaling.log_jacobian(design.total_weight),
                certified=res.certified, degenerate=res.degenerate,
                separated=res.separated, grad_norm=res.grad_norm / per_row,
+               newton_step=res.newton_step,
                polish_gain=res.gain,
                polish_iter=res.n_iter, polish_message=message,
                information=lazy_information(res, design, ctx.gate),

@@ -274,7 +274,8 @@ default="kmeans"
         _warn_about_duplicates(r["params"])
     extra = {}
     if settings.polish and "certified" in r:
-        extra = {key: r[key] for key in ("grad_norm", "polish_gain", "polish_iter",
+        extra = {key: r[key] for key in ("grad_norm", "newton_step", "polish_gain",
+                                         "polish_iter",
                                          "certified", "degenerate", "separated",
                                          "polish_message", "param_names")}
         extra["information"] = to_original_information(

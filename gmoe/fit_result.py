@@ -61,13 +61,19 @@ class FitResult:
     grad_norm : float
         Largest component of the score per sample at ``params`` (free coordinates
         not held at the variance floor); NaN without the polish.
+    newton_step : float
+        Largest component of the Newton step at ``params`` (free coordinates, the
+        units of ``grad_norm``): how far the quadratic model puts the maximum. Below
+        1e-4 at a certified fit; long at a fit that climbs towards the edge of the
+        gate family. NaN where the score was not small enough to test it.
     polish_gain : float
         Log-likelihood the polish added to EM's.
     polish_iter : int
         Newton steps of the polish.
     certified : bool
-        The polish reached a zero score (``grad_norm <= gtol``) with every variance
-        above the floor: ``params`` is a local maximum of the likelihood.
+        The polish reached a zero score (``grad_norm <= gtol``) and a Newton step
+        of at most 1e-4 (``newton_step``) with every variance above the floor and no
+        separating gate: ``params`` is a local maximum of the likelihood.
     degenerate : bool
         Some variance sits at the floor (a component collapsed onto a few points).
     separated : bool
@@ -105,6 +111,7 @@ class FitResult:
     em_loglik: float = np.nan
     polished: bool = False
     grad_norm: float = np.nan
+    newton_step: float = np.nan
     polish_gain: float = 0.0
     polish_iter: int = 0
     certified: bool = False
@@ -202,6 +209,7 @@ class FitResult:
                 "best_restart": int(self.best_restart), "floor_hits": int(self.floor_hits),
                 "seconds": float(self.seconds), "em_loglik": float(self.em_loglik),
                 "polished": bool(self.polished), "grad_norm": float(self.grad_norm),
+                "newton_step": float(self.newton_step),
                 "polish_gain": float(self.polish_gain), "polish_iter": int(self.polish_iter),
                 "certified": bool(self.certified), "degenerate": bool(self.degenerate),
                 "separated": bool(self.separated),
@@ -223,9 +231,9 @@ class FitResult:
         if self.polished:
             state = ("CERTIFIED maximum" if self.certified
                      else "DEGENERATE" if self.degenerate else "NOT certified")
-            lines.append(f"  {state}: score max-norm per sample {self.grad_norm:.2g}, polish "
-                         f"gained {self.polish_gain:.3g} nats in {self.polish_iter} Newton "
-                         f"steps ({self.polish_message})")
+            lines.append(f"  {state}: score max-norm per sample {self.grad_norm:.2g}, Newton "
+                         f"step {self.newton_step:.2g}; polish gained {self.polish_gain:.3g} "
+                         f"nats in {self.polish_iter} Newton steps ({self.polish_message})")
         if self.reason:
             lines.append(f"  FAILED: {self.reason}")
         why = self._why_no_information()

@@ -5,8 +5,14 @@ tolerance, it can sit a fraction of a nat below the maximum with parameters that
 depend on the start. This module climbs the rest of the way with Newton steps on
 the observed log-likelihood in the free parametrisation (see
 :class:`gmoe.likelihood.FreeLikelihood`), and certifies the result when the score's
-largest component per sample is at most ``gtol``. See docs/theory.md, "Certified
-fits and inference".
+largest component per sample is at most ``gtol`` and the Newton step from there is
+at most 1e-4 in every free coordinate. See docs/theory.md, "Certified fits and
+inference".
+
+- The step test is what tells a maximum from a stage on the way to a supremum at
+  the edge of the gate family: there the score also vanishes (it falls like a power
+  of the gate parameters), but the quadratic model still points far out, and the
+  polish keeps climbing until its steps run out.
 
 - The curvature is the observed information (analytic, Louis' identity, see
   :meth:`gmoe.likelihood.FreeLikelihood.information`) with its eigenvalues
@@ -42,6 +48,13 @@ __all__ = ["PolishResult", "polish"]
 _MAX_STEP = 2.0
 #: Eigenvalues of the information below this share of the largest are floored.
 _EIG_FLOOR = 1e-12
+#: Certified only if the Newton step is at most this long in every free coordinate
+#: (as well as a score below gtol). On the way to a supremum at the edge of the gate
+#: family (a Laplace centre or sigmoid scores off to the softmax limit) the score per
+#: sample drops below 1e-8 while the Newton step along the escape direction stays
+#: long (measured: 6 to 40, at gate parameters of 400 to 2000); at the maxima of the
+#: same sweeps it is 1e-10 to 3e-4, and one more step shortens it quadratically.
+_XTOL = 1e-4
 
 
 @dataclass
@@ -61,8 +74,8 @@ class PolishResult:
     n_iter : int
         Newton steps taken.
     certified : bool
-        ``grad_norm <= gtol``, no variance at the floor, and (top-K) a stable
-        selection.
+        ``grad_norm <= gtol`` and ``newton_step <= 1e-4``, no variance at the floor,
+        no separating gate, and (top-K) a stable selection.
     degenerate : bool
         Some variance sits at the floor.
     message : str
@@ -78,6 +91,10 @@ class PolishResult:
     theta : ndarray of shape (m,) or None
         The free vector at ``params`` (what the information is computed at; see
         :class:`gmoe.likelihood.LazyInformation`).
+    newton_step : float
+        Largest component of the (eigenvalue-modified) Newton step at ``params``, the
+        distance to the maximum the quadratic model predicts; computed where the
+        score is below ``gtol``, else NaN.
     """
 
     params: MoEParams
@@ -92,6 +109,7 @@ class PolishResult:
     names: list | None = None
     separated: bool = False
     theta: np.ndarray | None = None
+    newton_step: float = np.nan
 
 
 def _at_floor(theta: np.ndarray, like: FreeLikelihood, log_floor: float) -> np.ndarray:
@@ -138,22 +156,32 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
             log_floor: float, gtol: float, max_iter: int):
     """Projected, eigenvalue-modified Newton ascent from ``theta``.
 
-    Returns ``(theta, ll, grad, n_iter, converged, message)``.
+    Converged means a small score *and* a short Newton step at the same point (see
+    :data:`_XTOL`): the score alone also vanishes on the way to a supremum at the
+    edge of the gate family.
+
+    Returns ``(theta, ll, grad, n_iter, converged, message, step, info)``: ``step`` is
+    the max-norm of the Newton step at the returned point (NaN where none was
+    computed there) and ``info`` the observed information there when the loop
+    computed it (every free coordinate free), else None.
     """
     lv = np.arange(like.m)[like.logvar]
     eig, last_free, last_gnorm = None, None, np.inf
+    step_norm = np.nan
     for it in range(max_iter + 1):
         gnorm, free = _projected_score(like, theta, grad, log_floor)
-        if gnorm <= gtol:
-            return theta, ll, grad, it, True, "score below gtol"
-        if it == max_iter:
+        small = gnorm <= gtol
+        if it == max_iter and not small:
             break
         # the information is recomputed only when the last step with it did not halve
-        # the score (a chord method: one information costs several score evaluations)
-        if eig is None or gnorm > 0.5 * last_gnorm or not np.array_equal(free, last_free):
-            info = like.information(theta)[np.ix_(free, free)]
+        # the score (a chord method: one information costs several score evaluations),
+        # and always where the score is small: the step test needs the curvature here
+        if (small or eig is None or gnorm > 0.5 * last_gnorm
+                or not np.array_equal(free, last_free)):
+            full = like.information(theta)
+            info = full[np.ix_(free, free)]
             if not np.all(np.isfinite(info)):
-                return theta, ll, grad, it, False, "non-finite information"
+                return theta, ll, grad, it, False, "non-finite information", np.nan, None
             w, V = np.linalg.eigh(info)
             top = float(np.max(np.abs(w)))
             eig = (np.maximum(np.abs(w), max(top * _EIG_FLOOR, 1e-300)), V)
@@ -162,6 +190,13 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
         delta = np.zeros(like.m)
         delta[free] = V @ ((V.T @ grad[free]) / w)
         longest = float(np.max(np.abs(delta)))
+        if small:
+            step_norm = longest
+            if longest <= _XTOL:
+                return (theta, ll, grad, it, True, "score below gtol", longest,
+                        full if free.all() else None)
+            if it == max_iter:
+                break
         if longest > _MAX_STEP:
             delta *= _MAX_STEP / longest
         step, accepted = 1.0, False
@@ -178,12 +213,20 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
                 break
             step *= 0.5
         if not accepted:
-            return theta, ll, grad, it, False, "line search found no ascent"
+            return (theta, ll, grad, it, False, "line search found no ascent",
+                    step_norm if small else np.nan, None)
         theta, ll, grad = trial, ll_t, grad_t
+        step_norm = np.nan
     largest = float(np.max(np.abs(theta[:like.m_gate]), initial=0.0))
+    if small:
+        return theta, ll, grad, max_iter, False, (
+            f"edge of the gate family: after {max_iter} Newton steps the score per "
+            f"sample is {gnorm:.2g} but the Newton step is still {step_norm:.2g} long "
+            f"(largest gate parameter {largest:.3g}); the likelihood keeps rising "
+            "towards a supremum, not a finite maximum"), step_norm, None
     return theta, ll, grad, max_iter, False, (
         f"not certified in {max_iter} Newton steps (score max-norm per sample "
-        f"{gnorm:.2g}; largest gate parameter {largest:.3g})")
+        f"{gnorm:.2g}; largest gate parameter {largest:.3g})"), step_norm, None
 
 
 def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
@@ -227,7 +270,7 @@ def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
         return PolishResult(params, -np.inf, np.inf, 0.0, 0, False, False,
                             "non-finite log-likelihood at the start", names=like.names)
     start_ll = ll0
-    theta, ll, grad, total_iter, converged, message = _newton(
+    theta, ll, grad, total_iter, converged, message, step_norm, info = _newton(
         like, theta0, ll0, grad0, log_floor, gtol, max_iter)
     if mask is not None and not converged:
         # the steps cross selection boundaries: climb with the selection held at the
@@ -235,18 +278,20 @@ def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
         # the held likelihood is the likelihood, and its zero score a local maximum)
         held_mask = gate.selection_mask(design, like.unpack(theta))
         held = FreeLikelihood(design, gate, params, held_mask, sample_weight)
-        th, ll_h, g_h, it_h, conv_h, _ = _newton(held, theta, ll, grad, log_floor, gtol,
-                                                 max_iter)
+        th, ll_h, g_h, it_h, conv_h, _, step_h, info_h = _newton(
+            held, theta, ll, grad, log_floor, gtol, max_iter)
         total_iter += it_h
         same = np.array_equal(gate.selection_mask(design, held.unpack(th)), held_mask)
         if conv_h and same and ll_h >= ll:
-            theta, ll, grad, converged = th, ll_h, g_h, True
+            # the same selection: the held information is the likelihood's
+            theta, ll, grad, converged, step_norm, info = th, ll_h, g_h, True, step_h, info_h
             message = "score below gtol (selection held)"
         else:
             message = ("the maximum sits on a selection boundary, where the top-K "
                        "likelihood is not differentiable: not certifiable")
     if ll < start_ll:  # cannot happen by construction; guard the promise
         theta, ll, grad, message = theta0, ll0, grad0, "no ascent"
+        converged, step_norm, info = False, np.nan, None
     result_params = like.unpack(theta)
     floor_hit = _at_floor(theta, like, log_floor)
     degenerate = bool(floor_hit.any())
@@ -273,7 +318,10 @@ def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
     if degenerate:
         which = ", ".join(str(i) for i in np.flatnonzero(floor_hit))
         message = f"degenerate: variance of expert(s) {which} at the floor {var_floor:.3g}"
-    info = like.information(theta) if (information and certified) else None
+    if certified and info is None and information:
+        info = like.information(theta)
+    # the certificate's step test computed the information anyway: keep it (cheap to
+    # hold, and inference then needs no second pass over the data)
     return PolishResult(result_params, ll, gnorm, ll - start_ll, total_iter, certified,
-                        degenerate, message, info, like.names,
-                        separated and not degenerate, theta)
+                        degenerate, message, info if certified else None, like.names,
+                        separated and not degenerate, theta, step_norm)

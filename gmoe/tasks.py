@@ -205,7 +205,8 @@ def run_task(cfg: SimConfig, task: Task, x_eval: np.ndarray) -> dict:
             record["degenerate"] = fit.degenerate
             record["separated"] = fit.separated
             if fit.polished:
-                record.update(grad_norm=fit.grad_norm, polish_gain=fit.polish_gain,
+                record.update(grad_norm=fit.grad_norm, newton_step=fit.newton_step,
+                              polish_gain=fit.polish_gain,
                               polish_iter=fit.polish_iter, em_loglik=fit.em_loglik,
                               polish_message=fit.polish_message)
             record.update(compute_metrics(cfg, fit, truth, X, y, x_eval))

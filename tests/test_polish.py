@@ -147,3 +147,68 @@ def test_a_sigmoid_score_saturated_at_one_is_never_certified():
     result = polish(Design(X, y), gate, plateau, var_floor=1e-4)
     assert not result.certified and result.separated
     assert "expert(s) 0" in result.message
+
+
+def _laplace_on_softmax_data():
+    """Softmax-truth data (d = 2) that a Laplace gate fits best in its softmax limit."""
+    from gmoe.gates import make_gate
+
+    truth = MoEParams([0.3, 0.0], [[2.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [-1.0, -1.0]],
+                      [1.0, -1.0], [0.09, 0.16])
+    rng = np.random.default_rng(1001)
+    X = rng.uniform(-1, 1, (1000, 2))
+    return X, GaussianMoE(make_gate("softmax"), truth).sample_y(X, rng)
+
+
+#: a point the polish reached on its way out along the Laplace-to-softmax ridge: the
+#: second centre about 2500 away, the first intercept compensating
+_RIDGE_POINT = MoEParams(
+    beta0=[-2458.8717325572406, 0.0],
+    beta1=[[3.3502924530726190, 1.8157829828406518],
+           [-2189.3367569414791, -1128.4667324220179]],
+    a=[[1.0540521149525228, 1.0218071586734752], [-0.9381485828631166, -0.9970660491175262]],
+    b=[0.9804068288968036, -0.9833561765908491],
+    var=[0.10239456148408364, 0.15839476497093957])
+
+
+def test_a_vanishing_score_on_the_way_to_the_edge_of_the_family_is_not_certified():
+    # a Laplace centre running off to infinity turns the gate into a softmax: the
+    # likelihood rises towards that limit and the score falls below gtol on the way,
+    # but no finite maximum is there. The score test alone would certify this point.
+    from gmoe.gates import LaplaceGate
+
+    X, y = _laplace_on_softmax_data()
+    design, gate = Design(X, y), LaplaceGate()
+    result = polish(design, gate, _RIDGE_POINT, var_floor=0.01, max_iter=3)
+    assert result.grad_norm <= 1e-8
+    assert not result.certified and not result.degenerate
+    assert result.newton_step > 1
+    assert "edge of the gate family" in result.message
+    # independent of the polish's verdict: the likelihood keeps rising far out along
+    # the Newton direction (at a maximum it would fall beyond twice the step)
+    like = FreeLikelihood(design, gate, result.params)
+    theta = like.pack(result.params)
+    w, V = np.linalg.eigh(like.information(theta))
+    delta = V @ ((V.T @ like.score(theta)) / np.maximum(np.abs(w), 1e-12 * np.abs(w).max()))
+    values = [like.loglik(theta + s * delta) for s in (0.0, 2.0, 8.0, 32.0)]
+    assert np.all(np.diff(values) > 0)
+
+
+def test_a_certified_fit_has_a_short_newton_step_and_keeps_its_information(over_data,
+                                                                          paper_truth):
+    X, y = over_data
+    fit = fit_em(X, y, 3, init="near_truth", truth=paper_truth, rng=2, var_floor=1e-3)
+    assert fit.certified and fit.newton_step <= 1e-4
+    design = Design(X, y)
+    res = polish(design, SoftmaxGate(), fit.params, var_floor=1e-3)
+    assert res.certified and res.newton_step <= 1e-4 and res.information is not None
+    # the matrix the step test used is the information at the returned point
+    like = FreeLikelihood(design, SoftmaxGate(), res.params)
+    np.testing.assert_allclose(res.information, like.information(res.theta),
+                               rtol=1e-12, atol=1e-9)
+    # ... and a step along the Newton direction scaled well past 1 loses likelihood:
+    # a maximum, not a ridge
+    w, V = np.linalg.eigh(res.information)
+    delta = V @ ((V.T @ like.score(res.theta)) / np.abs(w))
+    direction = delta / np.max(np.abs(delta))
+    assert like.loglik(res.theta + 1e-2 * direction) < res.loglik
