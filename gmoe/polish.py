@@ -188,10 +188,11 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
         last_free, last_gnorm = free, gnorm
         w, V = eig
         delta = np.zeros(like.m)
-        delta[free] = V @ ((V.T @ grad[free]) / w)
+        coef = V.T @ grad[free]
+        delta[free] = V @ (coef / w)
         longest = float(np.max(np.abs(delta)))
         if small:
-            step_norm = longest
+            step_norm, promise = longest, float(np.sum(coef * coef / w))
             if longest <= _XTOL:
                 return (theta, ll, grad, it, True, "score below gtol", longest,
                         full if free.all() else None)
@@ -218,6 +219,14 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
         theta, ll, grad = trial, ll_t, grad_t
         step_norm = np.nan
     largest = float(np.max(np.abs(theta[:like.m_gate]), initial=0.0))
+    if small and promise <= 1e-12 * max(1.0, abs(ll)):
+        # the model's gain is below the value's rounding: a direction along which the
+        # likelihood does not change (a plateau of a saturated gate), no unique maximum
+        return theta, ll, grad, max_iter, False, (
+            f"flat direction: after {max_iter} Newton steps the score per sample is "
+            f"{gnorm:.2g} but the Newton step is {step_norm:.2g} long along a direction "
+            f"in which the likelihood does not change to rounding (largest gate "
+            f"parameter {largest:.3g}): no unique maximum"), step_norm, None
     if small:
         return theta, ll, grad, max_iter, False, (
             f"edge of the gate family: after {max_iter} Newton steps the score per "

@@ -212,3 +212,40 @@ def test_a_certified_fit_has_a_short_newton_step_and_keeps_its_information(over_
     delta = V @ ((V.T @ like.score(res.theta)) / np.abs(w))
     direction = delta / np.max(np.abs(delta))
     assert like.loglik(res.theta + 1e-2 * direction) < res.loglik
+
+
+def test_a_direction_the_likelihood_does_not_feel_is_reported_flat_not_certified():
+    # sigmoid-exact, near-truth start, n = 300, replication 7: both normalised-sigmoid
+    # scores near their limits (gate parameters about 7000), where the likelihood is
+    # flat to rounding along a direction the gate parameters move in. Committed runs
+    # before the step test certified this point.
+    from gmoe.config import expand, read_config
+    from gmoe.gates import SigmoidGate
+    from gmoe.tasks import task_seed
+
+    cfg = expand(read_config("sigmoid-exact"))[0]
+    data_seed, _ = task_seed(cfg.seed, 0, 7).spawn(2)
+    X, y = GaussianMoE(cfg.truth_gate, cfg.truth_params, cfg.x_law).sample(
+        300, rng=np.random.default_rng(data_seed))
+    plateau = MoEParams(
+        beta0=[-5452.538064848749, -5452.48263516518],
+        beta1=[[1134.2861451345614, 7048.987952683738],
+               [1135.6735206590204, 7047.814720808369]],
+        a=[[-0.9911574888834095, -0.9551349216848585], [0.9038835972611514, 0.9671468444709983]],
+        b=[-0.9828468491463717, 1.0723272622699573],
+        var=[0.18514439704130392, 0.1176481474681566])
+    design, gate = Design(X, y), SigmoidGate()
+    # judged where it stands (no steps: along a flat direction the steps change the
+    # value by rounding only, so their outcome is rounding too)
+    result = polish(design, gate, plateau, var_floor=cfg.fit_kwargs()["var_floor"], max_iter=0)
+    assert result.grad_norm <= 1e-12            # far below gtol: the score test passes
+    assert not result.certified and result.newton_step > 1e-4
+    assert result.message.startswith("flat direction")
+    # independent of the polish: along its Newton direction the likelihood moves by no
+    # more than rounding, over a hundred times the step
+    like = FreeLikelihood(design, gate, result.params)
+    theta = like.pack(result.params)
+    w, V = np.linalg.eigh(like.information(theta))
+    delta = V @ ((V.T @ like.score(theta)) / np.maximum(np.abs(w), 1e-12 * np.abs(w).max()))
+    values = np.array([like.loglik(theta + s * delta) for s in (1.0, 10.0, 100.0)])
+    assert np.max(np.abs(values - result.loglik)) <= 1e-10 * abs(result.loglik)
