@@ -88,8 +88,7 @@ def polish_all(items, newton) -> list[tuple]:
             design = Design(X, y)
             with threadpool_limits(1, user_api="blas"):
                 t0 = time.perf_counter()
-                res = polish(design, SoftmaxGate(), params, var_floor, gtol=gtol,
-                             information=False)
+                res = polish(design, SoftmaxGate(), params, var_floor, gtol=gtol)
                 gate = max(np.max(np.abs(res.params.beta0)), np.max(np.abs(res.params.beta1)))
                 rows.append((time.perf_counter() - t0, res.n_iter, res.loglik,
                              res.certified, res.certified and gate > 100))

@@ -24,7 +24,6 @@ from .initialization import (
     params_from_responsibilities,
     random_responsibilities,
 )
-from .likelihood import lazy_information
 from .params import MoEParams
 from .polish import polish as _polish
 from .settings import FitSettings
@@ -318,8 +317,7 @@ def _polish_run(run: dict, ctx: _Context) -> None:
     try:
         res = _polish(design, ctx.gate, run["params"], ctx.var_floor,
                       gtol=ctx.settings.gtol * per_row,
-                      sample_weight=design.weight,
-                      information=ctx.gate.is_sparse(run["params"].k))
+                      sample_weight=design.weight)
     except NotImplementedError as exc:  # a gate without free_state/free_score
         run.update(certified=False, degenerate=False, separated=False, grad_norm=np.nan,
                    newton_step=np.nan, polish_gain=0.0, polish_iter=0, information=None,
@@ -340,7 +338,7 @@ def _polish_run(run: dict, ctx: _Context) -> None:
                newton_step=res.newton_step,
                polish_gain=res.gain,
                polish_iter=res.n_iter, polish_message=message,
-               information=lazy_information(res, design, ctx.gate),
+               information=res.information,
                param_names=res.names or [])
     # the variance floor is judged at the polished point, not where EM stopped
     if run["reason"] is None or run["reason"].startswith("degenerate variance"):

@@ -25,7 +25,7 @@ from .exceptions import (
 )
 from .fit_result import FitResult
 from .gates import Gate, SoftmaxGate, make_gate
-from .likelihood import free_layout, to_original_information
+from .likelihood import free_layout
 from .params import MoEParams
 from .settings import STOP_RULES, FitSettings
 
@@ -278,8 +278,8 @@ default="kmeans"
                                          "polish_iter",
                                          "certified", "degenerate", "separated",
                                          "polish_message", "param_names")}
-        extra["information"] = to_original_information(
-            r["information"], scaling, free_layout(gate, k, d))
+        extra["information"] = scaling.information_to_original(
+            r["information"], free_layout(gate, k, d))
     return FitResult(params=r["params"], gate=gate, loglik=r["loglik"], n_iter=r["n_iter"],
                      converged=r["converged"], loglik_trace=r["trace"], reason=r["reason"],
                      stopped_by=r["stopped_by"], n_samples=n,

@@ -11,7 +11,7 @@ from ._information_criteria import aic, bic
 from .exceptions import InferenceWarning
 from .gates import Gate
 from .inference import ParamArrays, covariance, standard_errors, wald_intervals
-from .likelihood import InformationField, free_layout
+from .likelihood import free_layout
 from .model import GaussianMoE
 from .params import MoEParams
 
@@ -119,7 +119,7 @@ class FitResult:
     separated: bool = False
     polish_message: str = ""
     var_floor: float = np.nan
-    information: np.ndarray | None = field(default=InformationField(), repr=False)
+    information: np.ndarray | None = field(default=None, repr=False)
     param_names: list = field(default_factory=list)
     standardized: bool = False
 

@@ -22,7 +22,7 @@ from .gates import Gate
 from .model import joint_log_T
 from .params import MoEParams
 
-__all__ = ["FreeLikelihood", "free_layout", "LazyInformation", "InformationField"]
+__all__ = ["FreeLikelihood", "free_layout"]
 
 #: Rows per chunk of the value, score and information: the (k, rows) and (m, rows)
 #: temporaries of a chunk fit in a core's L2 cache, and are small enough for the
@@ -319,71 +319,3 @@ class _Chunk:
         self.ZT = design.ZT[:, self.rows]
         self.y = design.y[self.rows]
         self.X = design.X[self.rows]
-
-
-class LazyInformation:
-    """The observed information at ``theta``, computed only when first asked for.
-
-    A certified fit needs its information only for inference (standard errors, Wald
-    intervals), so the polish does not compute it at the end; this object holds what
-    :meth:`FreeLikelihood.information` needs (the data, not the per-fit design arrays)
-    and computes it on demand, the same matrix the polish would have computed. The
-    ``scaling`` and ``layout`` map it to the user's units
-    (:meth:`gmoe._scaling.Scaling.information_to_original`).
-    """
-
-    def __init__(self, X, y, weight, gate: Gate, like: MoEParams, theta: np.ndarray,
-                 scaling=None, layout=None):
-        self.X, self.y, self.weight = X, y, weight
-        self.gate, self.like, self.theta = gate, like, np.array(theta, dtype=float)
-        self.scaling, self.layout = scaling, layout
-
-    def __call__(self) -> np.ndarray:
-        like = FreeLikelihood(Design(self.X, self.y, self.weight), self.gate, self.like,
-                              None, self.weight)
-        info = like.information(self.theta)
-        if self.scaling is not None:
-            info = self.scaling.information_to_original(info, self.layout)
-        return info
-
-
-class InformationField:
-    """Descriptor for a dataclass field that holds an information matrix, None, or a
-    :class:`LazyInformation`: reading the field computes a lazy one (once) and keeps
-    the matrix in its place."""
-
-    def __set_name__(self, owner, name):
-        self.slot = f"_{name}_value"
-
-    def __get__(self, obj, objtype=None):
-        if obj is None:  # the dataclass's default
-            return None
-        value = obj.__dict__.get(self.slot)
-        if isinstance(value, LazyInformation):
-            value = value()
-            obj.__dict__[self.slot] = value
-        return value
-
-    def __set__(self, obj, value):
-        if isinstance(value, InformationField):  # dataclass(field(default=...)) passes us
-            value = None
-        obj.__dict__[self.slot] = value
-
-
-def lazy_information(result, design: Design, gate: Gate):
-    """The information of a :class:`gmoe.polish.PolishResult`: its matrix if the polish
-    computed one, a :class:`LazyInformation` at its ``theta`` if it is certified (dense
-    gates), else None."""
-    if result.information is not None or not result.certified or result.theta is None:
-        return result.information
-    return LazyInformation(design.X, design.y, design.weight, gate, result.params,
-                           result.theta)
-
-
-def to_original_information(information, scaling, layout):
-    """:meth:`gmoe._scaling.Scaling.information_to_original` for a matrix, or deferred to
-    the computation of a :class:`LazyInformation`."""
-    if isinstance(information, LazyInformation):
-        information.scaling, information.layout = scaling, layout
-        return information
-    return scaling.information_to_original(information, layout)

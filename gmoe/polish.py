@@ -55,6 +55,9 @@ _EIG_FLOOR = 1e-12
 #: long (measured: 6 to 40, at gate parameters of 400 to 2000); at the maxima of the
 #: same sweeps it is 1e-10 to 3e-4, and one more step shortens it quadratically.
 _XTOL = 1e-4
+#: A scaled information with an eigenvalue below minus this share of its largest
+#: marks a saddle point (rounding stays many orders below it).
+_SADDLE = 1e-6
 
 
 @dataclass
@@ -74,27 +77,27 @@ class PolishResult:
     n_iter : int
         Newton steps taken.
     certified : bool
-        ``grad_norm <= gtol`` and ``newton_step <= 1e-4``, no variance at the floor,
-        no separating gate, and (top-K) a stable selection.
+        ``grad_norm <= gtol`` and ``newton_step <= 1e-4`` at no saddle, no variance
+        at the floor, no separating gate, and (top-K) a stable selection.
     degenerate : bool
         Some variance sits at the floor.
     message : str
         How the polish ended.
     information : ndarray of shape (m, m) or None
         The observed information (negative Hessian) at ``params``, free
-        parametrisation; computed for certified fits.
+        parametrisation; for certified fits (the step test computes it).
     names : list of str
         Names of the free coordinates.
     separated : bool
         A separating (or vanishing) gate: some expert's weight is 0 or 1 at (nearly)
         every point, the likelihood rising as its gate parameters run off to infinity.
     theta : ndarray of shape (m,) or None
-        The free vector at ``params`` (what the information is computed at; see
-        :class:`gmoe.likelihood.LazyInformation`).
+        The free vector at ``params`` (what the information is computed at).
     newton_step : float
-        Largest component of the (eigenvalue-modified) Newton step at ``params``, the
-        distance to the maximum the quadratic model predicts; computed where the
-        score is below ``gtol``, else NaN.
+        Largest component of the eigenvalue-modified Newton step at ``params`` (free
+        coordinates, with the information scaled to a unit diagonal before its
+        eigenvalues are floored): the distance to the maximum the quadratic model
+        predicts. Computed where the score is below ``gtol``, else NaN.
     """
 
     params: MoEParams
@@ -152,52 +155,111 @@ def _projected_score(like: FreeLikelihood, theta, grad, log_floor: float):
     return float(np.max(np.abs(grad[free]), initial=0.0)) / like.design.n, free
 
 
+def _certificate(info: np.ndarray, grad: np.ndarray):
+    """The step test at a point whose score is small (free coordinates only).
+
+    The information is scaled to a unit diagonal first (Jacobi scaling; a coordinate
+    the likelihood ignores keeps scale 1), so that flooring its eigenvalues does not
+    depend on the units of y or of the parameters: the escape direction towards the
+    edge of the family has a small curvature of its own, far below the experts'.
+
+    Returns ``(step, promise, lowest)``: the eigenvalue-modified Newton step, the
+    quadratic model's gain ``g' I~^-1 g`` (nats) and the smallest eigenvalue of the
+    scaled information over its largest (negative: a saddle, not a maximum).
+    """
+    diag = np.diag(info)
+    scale = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
+    w, V = np.linalg.eigh(info * scale[:, None] * scale[None, :])
+    top = float(np.max(np.abs(w)))
+    floored = np.maximum(np.abs(w), max(top * _EIG_FLOOR, 1e-300))
+    coef = V.T @ (scale * grad)
+    step = scale * (V @ (coef / floored))
+    return step, float(np.sum(coef * coef / floored)), float(np.min(w)) / max(top, 1e-300)
+
+
+def _not_a_maximum(kind: str, n_iter: int, gnorm: float, step_norm: float,
+                   largest: float) -> str:
+    """Why a point with a small score is not certified."""
+    where = (f"score per sample {gnorm:.2g} after {n_iter} Newton steps, but the Newton "
+             f"step is {step_norm:.2g} long (largest gate parameter {largest:.3g})")
+    if kind == "flat":
+        return (f"flat direction: {where} along a direction in which the likelihood "
+                "does not change to rounding: no unique maximum")
+    return (f"edge of the gate family: {where}; the likelihood keeps rising towards a "
+            "supremum, not a finite maximum")
+
+
 def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray,
             log_floor: float, gtol: float, max_iter: int):
     """Projected, eigenvalue-modified Newton ascent from ``theta``.
 
-    Converged means a small score *and* a short Newton step at the same point (see
-    :data:`_XTOL`): the score alone also vanishes on the way to a supremum at the
-    edge of the gate family.
+    Converged means a small score *and* a short Newton step at the same point, not
+    at a saddle (see :func:`_certificate`): the score alone also vanishes on the way
+    to a supremum at the edge of the gate family. Where the score is small but the
+    step long, the loop climbs along the scaled Newton step, taking only steps that
+    raise the likelihood.
 
     Returns ``(theta, ll, grad, n_iter, converged, message, step, info)``: ``step`` is
-    the max-norm of the Newton step at the returned point (NaN where none was
-    computed there) and ``info`` the observed information there when the loop
-    computed it (every free coordinate free), else None.
+    the max-norm of the Newton step at the returned point (NaN where the score was
+    not small enough to test it) and ``info`` the observed information there when
+    converged with every coordinate free, else None.
     """
     lv = np.arange(like.m)[like.logvar]
     eig, last_free, last_gnorm = None, None, np.inf
     step_norm = np.nan
+
+    def largest_gate():
+        return float(np.max(np.abs(theta[:like.m_gate]), initial=0.0))
+
     for it in range(max_iter + 1):
         gnorm, free = _projected_score(like, theta, grad, log_floor)
         small = gnorm <= gtol
         if it == max_iter and not small:
             break
-        # the information is recomputed only when the last step with it did not halve
-        # the score (a chord method: one information costs several score evaluations),
-        # and always where the score is small: the step test needs the curvature here
-        if (small or eig is None or gnorm > 0.5 * last_gnorm
-                or not np.array_equal(free, last_free)):
+        if small:
+            # the step test needs the curvature here, not a chord's
             full = like.information(theta)
             info = full[np.ix_(free, free)]
             if not np.all(np.isfinite(info)):
                 return theta, ll, grad, it, False, "non-finite information", np.nan, None
-            w, V = np.linalg.eigh(info)
-            top = float(np.max(np.abs(w)))
-            eig = (np.maximum(np.abs(w), max(top * _EIG_FLOOR, 1e-300)), V)
-        last_free, last_gnorm = free, gnorm
-        w, V = eig
-        delta = np.zeros(like.m)
-        coef = V.T @ grad[free]
-        delta[free] = V @ (coef / w)
-        longest = float(np.max(np.abs(delta)))
-        if small:
-            step_norm, promise = longest, float(np.sum(coef * coef / w))
-            if longest <= _XTOL:
-                return (theta, ll, grad, it, True, "score below gtol", longest,
+            step_free, promise, lowest = _certificate(info, grad[free])
+            step_norm = float(np.max(np.abs(step_free), initial=0.0))
+            if lowest < -_SADDLE:
+                return theta, ll, grad, it, False, (
+                    f"saddle point: the score per sample is {gnorm:.2g} but the "
+                    f"information has a negative eigenvalue ({lowest:.2g} of the "
+                    "largest, unit-diagonal scaling): not a maximum"), step_norm, None
+            if step_norm <= _XTOL:
+                return (theta, ll, grad, it, True, "score below gtol", step_norm,
                         full if free.all() else None)
-            if it == max_iter:
-                break
+            kind = "flat" if promise <= 1e-12 * max(1.0, abs(ll)) else "edge"
+            # a saturated dense gate is a separating one: polish() says so, and there
+            # is no point walking out after it
+            if it == max_iter or kind == "flat" or (
+                    like.mask is None and _saturated_experts(like, theta)):
+                return (theta, ll, grad, it, False,
+                        _not_a_maximum(kind, it, gnorm, step_norm, largest_gate()),
+                        step_norm, None)
+            delta = np.zeros(like.m)
+            delta[free] = step_free
+            eig = None  # the next chord starts afresh
+        else:
+            # the information is recomputed only when the last step with it did not
+            # halve the score (a chord method: one information costs several score
+            # evaluations)
+            if (eig is None or gnorm > 0.5 * last_gnorm
+                    or not np.array_equal(free, last_free)):
+                info = like.information(theta)[np.ix_(free, free)]
+                if not np.all(np.isfinite(info)):
+                    return theta, ll, grad, it, False, "non-finite information", np.nan, None
+                w, V = np.linalg.eigh(info)
+                top = float(np.max(np.abs(w)))
+                eig = (np.maximum(np.abs(w), max(top * _EIG_FLOOR, 1e-300)), V)
+            last_free, last_gnorm = free, gnorm
+            w, V = eig
+            delta = np.zeros(like.m)
+            delta[free] = V @ ((V.T @ grad[free]) / w)
+        longest = float(np.max(np.abs(delta)))
         if longest > _MAX_STEP:
             delta *= _MAX_STEP / longest
         step, accepted = 1.0, False
@@ -206,41 +268,29 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
             trial[lv] = np.maximum(trial[lv], log_floor)
             ll_t, grad_t = like.evaluate(trial)
             # near the top the gains fall below rounding: a step that lowers the value by
-            # rounding only is taken when it shrinks the score
-            if grad_t is not None and (ll_t >= ll or (
+            # rounding only is taken when it shrinks the score (never once the score is
+            # small: there only a gain counts)
+            if grad_t is not None and (ll_t > ll if small else ll_t >= ll or (
                     ll_t >= ll - 1e-13 * abs(ll)
                     and np.max(np.abs(grad_t)) < np.max(np.abs(grad)))):
                 accepted = True
                 break
             step *= 0.5
         if not accepted:
-            return (theta, ll, grad, it, False, "line search found no ascent",
-                    step_norm if small else np.nan, None)
+            if small:  # no gain along a long step: the likelihood is flat there
+                return (theta, ll, grad, it, False,
+                        _not_a_maximum("flat", it, gnorm, step_norm, largest_gate()),
+                        step_norm, None)
+            return theta, ll, grad, it, False, "line search found no ascent", np.nan, None
         theta, ll, grad = trial, ll_t, grad_t
         step_norm = np.nan
-    largest = float(np.max(np.abs(theta[:like.m_gate]), initial=0.0))
-    if small and promise <= 1e-12 * max(1.0, abs(ll)):
-        # the model's gain is below the value's rounding: a direction along which the
-        # likelihood does not change (a plateau of a saturated gate), no unique maximum
-        return theta, ll, grad, max_iter, False, (
-            f"flat direction: after {max_iter} Newton steps the score per sample is "
-            f"{gnorm:.2g} but the Newton step is {step_norm:.2g} long along a direction "
-            f"in which the likelihood does not change to rounding (largest gate "
-            f"parameter {largest:.3g}): no unique maximum"), step_norm, None
-    if small:
-        return theta, ll, grad, max_iter, False, (
-            f"edge of the gate family: after {max_iter} Newton steps the score per "
-            f"sample is {gnorm:.2g} but the Newton step is still {step_norm:.2g} long "
-            f"(largest gate parameter {largest:.3g}); the likelihood keeps rising "
-            "towards a supremum, not a finite maximum"), step_norm, None
     return theta, ll, grad, max_iter, False, (
         f"not certified in {max_iter} Newton steps (score max-norm per sample "
-        f"{gnorm:.2g}; largest gate parameter {largest:.3g})"), step_norm, None
+        f"{gnorm:.2g}; largest gate parameter {largest_gate():.3g})"), step_norm, None
 
 
 def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
-           gtol: float = 1e-8, max_iter: int = 100, sample_weight=None,
-           information: bool = True) -> PolishResult:
+           gtol: float = 1e-8, max_iter: int = 100, sample_weight=None) -> PolishResult:
     """Climb from ``params`` to a maximum of the observed log-likelihood and certify it.
 
     Parameters
@@ -252,14 +302,11 @@ def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
     var_floor : float
         Lower bound of the variances.
     gtol : float, default=1e-8
-        Certify when the score's largest component per sample is at most this.
+        Certify when the score's largest component per sample is at most this (and
+        the Newton step there at most 1e-4, at no saddle).
     max_iter : int, default=100
         Largest number of Newton steps.
     sample_weight : ndarray of shape (n,), optional
-    information : bool, default=True
-        Compute the observed information at a certified result. Without it,
-        ``theta`` in the result lets :class:`gmoe.likelihood.LazyInformation`
-        compute the same matrix later, only if inference asks for it.
 
     Returns
     -------
@@ -281,10 +328,11 @@ def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
     start_ll = ll0
     theta, ll, grad, total_iter, converged, message, step_norm, info = _newton(
         like, theta0, ll0, grad0, log_floor, gtol, max_iter)
-    if mask is not None and not converged:
+    if mask is not None and not converged and np.isnan(step_norm):
         # the steps cross selection boundaries: climb with the selection held at the
         # current one, and keep the result only if it selects the same experts (then
-        # the held likelihood is the likelihood, and its zero score a local maximum)
+        # the held likelihood is the likelihood, and its zero score a local maximum);
+        # a small score whose step test failed keeps its own verdict
         held_mask = gate.selection_mask(design, like.unpack(theta))
         held = FreeLikelihood(design, gate, params, held_mask, sample_weight)
         th, ll_h, g_h, it_h, conv_h, _, step_h, info_h = _newton(
@@ -307,8 +355,15 @@ def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
     gnorm, _ = _projected_score(like, theta, grad, log_floor)
     certified = bool(converged and not degenerate and gnorm <= gtol)
     saturated = _saturated_experts(like, theta) if mask is None else []
-    separated = False
-    if not converged and mask is None and not saturated:
+    separated = bool(saturated)
+    if separated:
+        # the score vanishes because the gate saturates, not at a finite maximum
+        certified = False
+        which = ", ".join(str(i) for i in saturated)
+        message = (f"separating gate: the weight of expert(s) {which} is 0 or 1 at every "
+                   "point, so the likelihood still rises as the gate parameters run off "
+                   "to infinity (no finite maximum)")
+    elif not converged and mask is None:
         # still climbing when the steps ran out: a gate that is nearly a hard switch
         # is running off to infinity (its parameters grow, its score shrinks slowly)
         saturated = _saturated_experts(like, theta, _DIVERGING)
@@ -317,20 +372,11 @@ def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
             message = (f"separating gate: the gate parameters of expert(s) "
                        f"{', '.join(str(i) for i in saturated)} are still growing after "
                        f"{total_iter} Newton steps (a switch that sharpens without bound)")
-    if certified and saturated:
-        # the score vanishes because the gate saturates, not at a finite maximum
-        certified, separated = False, True
-        which = ", ".join(str(i) for i in saturated)
-        message = (f"separating gate: the weight of expert(s) {which} is 0 or 1 at every "
-                   "point, so the likelihood still rises as the gate parameters run off "
-                   "to infinity (no finite maximum)")
     if degenerate:
         which = ", ".join(str(i) for i in np.flatnonzero(floor_hit))
         message = f"degenerate: variance of expert(s) {which} at the floor {var_floor:.3g}"
-    if certified and info is None and information:
-        info = like.information(theta)
-    # the certificate's step test computed the information anyway: keep it (cheap to
-    # hold, and inference then needs no second pass over the data)
+    # the step test computed the information at a certified point: it is the one
+    # inference needs
     return PolishResult(result_params, ll, gnorm, ll - start_ll, total_iter, certified,
                         degenerate, message, info if certified else None, like.names,
                         separated and not degenerate, theta, step_norm)
