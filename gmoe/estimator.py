@@ -89,7 +89,8 @@ default="auto"
     truth : MoEParams, optional
         Needed by ``init="near_truth"``.
     polish : bool, default=True
-        Certify the fit: Newton steps after EM to a zero score (see
+        Certify the fit: Newton steps after EM to a zero score and a short Newton
+        step (see
         :func:`gmoe.fit_em` and docs/theory.md, "Certified fits and inference").
         Standard errors (:meth:`cov_params`, :attr:`bse`, :meth:`conf_int`) need it.
     gtol : float, default=1e-8

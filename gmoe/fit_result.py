@@ -62,10 +62,11 @@ class FitResult:
         Largest component of the score per sample at ``params`` (free coordinates
         not held at the variance floor); NaN without the polish.
     newton_step : float
-        Largest component of the Newton step at ``params`` (free coordinates, the
-        units of ``grad_norm``): how far the quadratic model puts the maximum. Below
-        1e-4 at a certified fit; long at a fit that climbs towards the edge of the
-        gate family. NaN where the score was not small enough to test it.
+        Largest component of the Newton step at ``params``, in the fit's internal
+        free coordinates (standardised with ``standardize``; variances on the log
+        scale): how far the quadratic model puts the maximum. At most 1e-4 at a
+        certified fit; long at a fit that climbs towards the edge of the gate
+        family. NaN where the score was not small enough to test it.
     polish_gain : float
         Log-likelihood the polish added to EM's.
     polish_iter : int
@@ -90,8 +91,8 @@ class FitResult:
         Names of the free coordinates (variances and tau on the log scale).
     standardized : bool
         The fit ran in standardised units (``fit_em(standardize=True)``); every
-        number here is in the units of X and y, except ``grad_norm``, which is in
-        the standardised ones.
+        number here is in the units of X and y, except ``grad_norm`` and
+        ``newton_step``, which are in the standardised ones.
     """
 
     params: MoEParams

@@ -249,3 +249,47 @@ def test_a_direction_the_likelihood_does_not_feel_is_reported_flat_not_certified
     delta = V @ ((V.T @ like.score(theta)) / np.maximum(np.abs(w), 1e-12 * np.abs(w).max()))
     values = np.array([like.loglik(theta + s * delta) for s in (1.0, 10.0, 100.0)])
     assert np.max(np.abs(values - result.loglik)) <= 1e-10 * abs(result.loglik)
+
+
+def test_the_step_test_does_not_depend_on_the_units_of_y():
+    # the same ridge point with y (and the experts) measured in units 1000 times
+    # larger or smaller: the verdict and the step are the same (an eigenvalue floor
+    # relative to the experts' curvature, about 1 / sigma^2, would certify one of them)
+    from gmoe.gates import LaplaceGate
+
+    X, y = _laplace_on_softmax_data()
+    p = _RIDGE_POINT
+    steps = []
+    for s in (1e-3, 1.0, 1e3):
+        q = p.replace(a=p.a * s, b=p.b * s, var=p.var * s**2)
+        result = polish(Design(X, y * s), LaplaceGate(), q, var_floor=0.01 * s**2,
+                        max_iter=0, gtol=1e-6)
+        assert not result.certified and "edge of the gate family" in result.message
+        steps.append(result.newton_step)
+    assert steps[0] > 1 and np.ptp(steps) <= 1e-6 * steps[1]
+
+
+def test_a_stationary_saddle_is_not_certified(over_data, paper_truth):
+    # a certified two-expert fit with its second expert split into two identical
+    # copies (gate weight halved each): the same density, a zero score, but the
+    # likelihood curves upwards in some directions, so not a maximum
+    X, y = over_data
+    fit = fit_em(X, y, 2, init="near_truth", truth=paper_truth, rng=2, var_floor=1e-3)
+    assert fit.certified
+    p = fit.params
+    split = MoEParams(beta0=[p.beta0[0], p.beta0[1] - np.log(2), p.beta0[1] - np.log(2)],
+                      beta1=[p.beta1[0], p.beta1[1], p.beta1[1]],
+                      a=[p.a[0], p.a[1], p.a[1]], b=[p.b[0], p.b[1], p.b[1]],
+                      var=[p.var[0], p.var[1], p.var[1]])
+    design = Design(X, y)
+    result = polish(design, SoftmaxGate(), split, var_floor=1e-3, max_iter=0)
+    assert result.grad_norm <= 1e-8
+    assert not result.certified and result.message.startswith("saddle point")
+    # independent of the polish: a finite difference along the information's most
+    # negative direction raises the likelihood on both sides
+    like = FreeLikelihood(design, SoftmaxGate(), result.params)
+    theta = like.pack(result.params)
+    w, V = np.linalg.eigh(like.information(theta))
+    v = V[:, 0] * 1e-3
+    assert w[0] < 0
+    assert like.loglik(theta + v) > result.loglik and like.loglik(theta - v) > result.loglik
