@@ -178,13 +178,14 @@ def _certificate(info: np.ndarray, grad: np.ndarray):
 
 
 def _not_a_maximum(kind: str, n_iter: int, gnorm: float, step_norm: float,
-                   largest: float) -> str:
+                   promise: float, largest: float) -> str:
     """Why a point with a small score is not certified."""
     where = (f"score per sample {gnorm:.2g} after {n_iter} Newton steps, but the Newton "
-             f"step is {step_norm:.2g} long (largest gate parameter {largest:.3g})")
-    if kind == "flat":
-        return (f"flat direction: {where} along a direction in which the likelihood "
-                "does not change to rounding: no unique maximum")
+             f"step is {step_norm:.2g} long and promises {promise:.2g} nats (largest gate "
+             f"parameter {largest:.3g})")
+    if kind == "stalled":
+        return (f"no ascent along the Newton step: {where}, and no step along it raises "
+                "the likelihood")
     return (f"edge of the gate family: {where}; the likelihood keeps rising towards a "
             "supremum, not a finite maximum")
 
@@ -229,17 +230,21 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
                     f"saddle point: the score per sample is {gnorm:.2g} but the "
                     f"information has a negative eigenvalue ({lowest:.2g} of the "
                     "largest, unit-diagonal scaling): not a maximum"), step_norm, None
-            if step_norm <= _XTOL:
-                return (theta, ll, grad, it, True, "score below gtol", step_norm,
+            # a short step, or one worth less than a short step at a score of gtol
+            # (a flat ridge: the maximum is not unique, its value is certain)
+            if step_norm <= _XTOL or promise <= gtol * _XTOL * like.design.n:
+                message = "score below gtol" if step_norm <= _XTOL else (
+                    f"score below gtol (the Newton step left, {step_norm:.2g} long, is "
+                    f"worth {promise:.2g} nats: the value is certain, the point may lie "
+                    "on a flat ridge)")
+                return (theta, ll, grad, it, True, message, step_norm,
                         full if free.all() else None)
-            kind = "flat" if promise <= 1e-12 * max(1.0, abs(ll)) else "edge"
             # a saturated dense gate is a separating one: polish() says so, and there
             # is no point walking out after it
-            if it == max_iter or kind == "flat" or (
-                    like.mask is None and _saturated_experts(like, theta)):
+            if it == max_iter or (like.mask is None and _saturated_experts(like, theta)):
                 return (theta, ll, grad, it, False,
-                        _not_a_maximum(kind, it, gnorm, step_norm, largest_gate()),
-                        step_norm, None)
+                        _not_a_maximum("edge", it, gnorm, step_norm, promise,
+                                       largest_gate()), step_norm, None)
             delta = np.zeros(like.m)
             delta[free] = step_free
             eig = None  # the next chord starts afresh
@@ -277,10 +282,10 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
                 break
             step *= 0.5
         if not accepted:
-            if small:  # no gain along a long step: the likelihood is flat there
+            if small:
                 return (theta, ll, grad, it, False,
-                        _not_a_maximum("flat", it, gnorm, step_norm, largest_gate()),
-                        step_norm, None)
+                        _not_a_maximum("stalled", it, gnorm, step_norm, promise,
+                                       largest_gate()), step_norm, None)
             return theta, ll, grad, it, False, "line search found no ascent", np.nan, None
         theta, ll, grad = trial, ll_t, grad_t
         step_norm = np.nan
