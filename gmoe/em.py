@@ -135,8 +135,8 @@ default="kmeans"
         fits, whose plain EM converges sublinearly.
     polish : bool, default=True
         After EM, climb to a maximum of the likelihood by Newton steps and certify it
-        (score max-norm per sample <= ``gtol`` where the Newton step is at most 1e-4,
-        at no saddle, every variance above ``var_floor``);
+        (score max-norm per sample <= ``gtol`` where the Newton step is at most 1e-4
+        or worthless, at no saddle, every variance above ``var_floor``);
         every restart is polished before the best is chosen. See docs/theory.md,
         "Certified fits and inference".
     gtol : float, default=1e-8

@@ -65,16 +65,18 @@ class FitResult:
         Largest component of the Newton step at ``params``, in the fit's internal
         free coordinates (standardised with ``standardize``; variances on the log
         scale): how far the quadratic model puts the maximum. At most 1e-4 at a
-        certified fit; long at a fit that climbs towards the edge of the gate
-        family. NaN where the score was not small enough to test it.
+        certified fit unless the step is worthless (a flat ridge); long at a fit
+        that climbs towards the edge of the gate family. NaN where the score was not
+        small enough to test it.
     polish_gain : float
         Log-likelihood the polish added to EM's.
     polish_iter : int
         Newton steps of the polish.
     certified : bool
         The polish reached a zero score (``grad_norm <= gtol``) and a Newton step
-        of at most 1e-4 (``newton_step``) with every variance above the floor and no
-        separating gate: ``params`` is a local maximum of the likelihood.
+        of at most 1e-4 (``newton_step``, or one worth at most ``gtol * 1e-4`` nats
+        per sample: a flat ridge), at no saddle, with every variance above the floor
+        and no separating gate: ``params`` is a local maximum of the likelihood.
     degenerate : bool
         Some variance sits at the floor (a component collapsed onto a few points).
     separated : bool

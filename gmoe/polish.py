@@ -5,8 +5,9 @@ tolerance, it can sit a fraction of a nat below the maximum with parameters that
 depend on the start. This module climbs the rest of the way with Newton steps on
 the observed log-likelihood in the free parametrisation (see
 :class:`gmoe.likelihood.FreeLikelihood`), and certifies the result when the score's
-largest component per sample is at most ``gtol`` and the Newton step from there is
-at most 1e-4 in every free coordinate. See docs/theory.md, "Certified fits and
+largest component per sample is at most ``gtol``, the Newton step from there is at
+most 1e-4 in every free coordinate (or worth at most ``gtol * 1e-4 * n`` nats: a flat
+ridge) and the point is no saddle. See docs/theory.md, "Certified fits and
 inference".
 
 - The step test is what tells a maximum from a stage on the way to a supremum at
@@ -77,7 +78,8 @@ class PolishResult:
     n_iter : int
         Newton steps taken.
     certified : bool
-        ``grad_norm <= gtol`` and ``newton_step <= 1e-4`` at no saddle, no variance
+        ``grad_norm <= gtol`` and ``newton_step <= 1e-4`` (or a step worth at most
+        ``gtol * 1e-4 * n`` nats) at no saddle, no variance
         at the floor, no separating gate, and (top-K) a stable selection.
     degenerate : bool
         Some variance sits at the floor.
@@ -308,7 +310,7 @@ def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
         Lower bound of the variances.
     gtol : float, default=1e-8
         Certify when the score's largest component per sample is at most this (and
-        the Newton step there at most 1e-4, at no saddle).
+        the Newton step there at most 1e-4 or worthless, at no saddle).
     max_iter : int, default=100
         Largest number of Newton steps.
     sample_weight : ndarray of shape (n,), optional
