@@ -161,7 +161,7 @@ def _certificate(info: np.ndarray, grad: np.ndarray):
     """The step test at a point whose score is small (free coordinates only).
 
     The information is scaled to a unit diagonal first (Jacobi scaling; a coordinate
-    the likelihood ignores keeps scale 1), so that flooring its eigenvalues does not
+    the likelihood ignores, diagonal below 1e-20 of the largest, keeps scale 1), so that flooring its eigenvalues does not
     depend on the units of y or of the parameters: the escape direction towards the
     edge of the family has a small curvature of its own, far below the experts'.
 
@@ -170,7 +170,10 @@ def _certificate(info: np.ndarray, grad: np.ndarray):
     scaled information over its largest (negative: a saddle, not a maximum).
     """
     diag = np.diag(info)
-    scale = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
+    # coordinates the data hardly inform (an expert a top-K gate almost never selects)
+    # keep scale 1: dividing by the root of a vanishing diagonal would blow up rounding
+    informed = diag > 1e-20 * max(float(np.max(diag, initial=0.0)), 1e-300)
+    scale = 1.0 / np.sqrt(np.where(informed, diag, 1.0))
     w, V = np.linalg.eigh(info * scale[:, None] * scale[None, :])
     top = float(np.max(np.abs(w)))
     floored = np.maximum(np.abs(w), max(top * _EIG_FLOOR, 1e-300))
