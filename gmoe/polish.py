@@ -161,9 +161,10 @@ def _certificate(info: np.ndarray, grad: np.ndarray):
     """The step test at a point whose score is small (free coordinates only).
 
     The information is scaled to a unit diagonal first (Jacobi scaling; a coordinate
-    the likelihood ignores, diagonal below 1e-20 of the largest, keeps scale 1), so that flooring its eigenvalues does not
-    depend on the units of y or of the parameters: the escape direction towards the
-    edge of the family has a small curvature of its own, far below the experts'.
+    the likelihood ignores, diagonal below 1e-20 of the largest, keeps scale 1), so
+    that flooring its eigenvalues does not depend on the units of y or of the
+    parameters: the escape direction towards the edge of the family has a small
+    curvature of its own, far below the experts'.
 
     Returns ``(step, promise, lowest)``: the eigenvalue-modified Newton step, the
     quadratic model's gain ``g' I~^-1 g`` (nats) and the smallest eigenvalue of the
