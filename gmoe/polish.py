@@ -157,6 +157,19 @@ def _projected_score(like: FreeLikelihood, theta, grad, log_floor: float):
     return float(np.max(np.abs(grad[free]), initial=0.0)) / like.design.n, free
 
 
+def _floored_eigh(matrix: np.ndarray):
+    """Eigen-decomposition of a symmetric matrix with its eigenvalues made positive and
+    floored at ``_EIG_FLOOR`` of the largest (every step along it climbs).
+
+    Returns ``(floored, V, lowest)``: ``lowest`` is the smallest raw eigenvalue over
+    the largest in absolute value.
+    """
+    w, V = np.linalg.eigh(matrix)
+    top = float(np.max(np.abs(w)))
+    floored = np.maximum(np.abs(w), max(top * _EIG_FLOOR, 1e-300))
+    return floored, V, float(np.min(w)) / max(top, 1e-300)
+
+
 def _certificate(info: np.ndarray, grad: np.ndarray):
     """The step test at a point whose score is small (free coordinates only).
 
@@ -175,12 +188,10 @@ def _certificate(info: np.ndarray, grad: np.ndarray):
     # keep scale 1: dividing by the root of a vanishing diagonal would blow up rounding
     informed = diag > 1e-20 * max(float(np.max(diag, initial=0.0)), 1e-300)
     scale = 1.0 / np.sqrt(np.where(informed, diag, 1.0))
-    w, V = np.linalg.eigh(info * scale[:, None] * scale[None, :])
-    top = float(np.max(np.abs(w)))
-    floored = np.maximum(np.abs(w), max(top * _EIG_FLOOR, 1e-300))
+    floored, V, lowest = _floored_eigh(info * scale[:, None] * scale[None, :])
     coef = V.T @ (scale * grad)
     step = scale * (V @ (coef / floored))
-    return step, float(np.sum(coef * coef / floored)), float(np.min(w)) / max(top, 1e-300)
+    return step, float(np.sum(coef * coef / floored)), lowest
 
 
 def _not_a_maximum(kind: str, n_iter: int, gnorm: float, step_norm: float,
@@ -223,12 +234,18 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
         small = gnorm <= gtol
         if it == max_iter and not small:
             break
-        if small:
-            # the step test needs the curvature here, not a chord's
+        # the information is recomputed only when the last step with it did not halve
+        # the score (a chord method: one information costs several score evaluations),
+        # and always where the score is small: the step test needs the curvature here
+        fresh = (small or eig is None or gnorm > 0.5 * last_gnorm
+                 or not np.array_equal(free, last_free))
+        if fresh:
             full = like.information(theta)
             info = full[np.ix_(free, free)]
             if not np.all(np.isfinite(info)):
                 return theta, ll, grad, it, False, "non-finite information", np.nan, None
+        delta = np.zeros(like.m)
+        if small:
             step_free, promise, lowest = _certificate(info, grad[free])
             step_norm = float(np.max(np.abs(step_free), initial=0.0))
             if lowest < -_SADDLE:
@@ -251,24 +268,13 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
                 return (theta, ll, grad, it, False,
                         _not_a_maximum("edge", it, gnorm, step_norm, promise,
                                        largest_gate()), step_norm, None)
-            delta = np.zeros(like.m)
             delta[free] = step_free
             eig = None  # the next chord starts afresh
         else:
-            # the information is recomputed only when the last step with it did not
-            # halve the score (a chord method: one information costs several score
-            # evaluations)
-            if (eig is None or gnorm > 0.5 * last_gnorm
-                    or not np.array_equal(free, last_free)):
-                info = like.information(theta)[np.ix_(free, free)]
-                if not np.all(np.isfinite(info)):
-                    return theta, ll, grad, it, False, "non-finite information", np.nan, None
-                w, V = np.linalg.eigh(info)
-                top = float(np.max(np.abs(w)))
-                eig = (np.maximum(np.abs(w), max(top * _EIG_FLOOR, 1e-300)), V)
+            if fresh:
+                eig = _floored_eigh(info)[:2]
             last_free, last_gnorm = free, gnorm
             w, V = eig
-            delta = np.zeros(like.m)
             delta[free] = V @ ((V.T @ grad[free]) / w)
         longest = float(np.max(np.abs(delta)))
         if longest > _MAX_STEP:
