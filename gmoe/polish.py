@@ -16,11 +16,14 @@ inference".
   polish keeps climbing until its steps run out.
 
 - The curvature is the observed information (analytic, Louis' identity, see
-  :meth:`gmoe.likelihood.FreeLikelihood.information`) with its eigenvalues
-  replaced by their absolute values and floored, so every step is an ascent
-  direction, also where the likelihood is not concave.
-- Steps are capped (a trust region in the free coordinates) and halved until the
-  log-likelihood does not decrease: the polish never lowers the likelihood.
+  :meth:`gmoe.likelihood.FreeLikelihood.information`); the step test floors the
+  absolute values of its scaled eigenvalues.
+- Steps are trust-region steps (:mod:`gmoe._trust_region`): the quadratic model's
+  maximiser within a ball in the Jacobi-scaled coordinates, the ball growing while
+  the likelihood follows the model and shrinking when it does not. Along a ridge
+  whose curvature changes sign the step goes as far as the ball allows instead of
+  stopping where the flipped curvature would. A step that lowers the
+  log-likelihood is never taken: the polish never lowers the likelihood.
 - The log-variances are bounded below by the variance floor (the theory's compact
   parameter space): coordinates at the bound whose score points out of the space
   are held there (projected Newton). A fit with a variance at the floor is
@@ -39,13 +42,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._design import Design
+from ._trust_region import GROW_ABOVE, SHRINK_BELOW, ScaledModel
 from .gates import Gate
 from .likelihood import FreeLikelihood
 from .params import MoEParams
 
 __all__ = ["PolishResult", "polish"]
 
-#: Largest change of any free coordinate in one Newton step.
+#: Largest change of any free coordinate in one step along the Newton step of a point
+#: whose score is small (the walk towards the edge of the gate family).
 _MAX_STEP = 2.0
 #: Eigenvalues of the information below this share of the largest are floored.
 _EIG_FLOOR = 1e-12
@@ -59,6 +64,8 @@ _XTOL = 1e-4
 #: A scaled information with an eigenvalue below minus this share of its largest
 #: marks a saddle point (rounding stays many orders below it).
 _SADDLE = 1e-6
+#: Trial steps per Newton step before the polish gives up (each shrinks the step).
+_MAX_TRIALS = 40
 
 
 @dataclass
@@ -157,43 +164,6 @@ def _projected_score(like: FreeLikelihood, theta, grad, log_floor: float):
     return float(np.max(np.abs(grad[free]), initial=0.0)) / like.design.n, free
 
 
-def _floored_eigh(matrix: np.ndarray):
-    """Eigen-decomposition of a symmetric matrix with its eigenvalues made positive and
-    floored at ``_EIG_FLOOR`` of the largest (every step along it climbs).
-
-    Returns ``(floored, V, lowest)``: ``lowest`` is the smallest raw eigenvalue over
-    the largest in absolute value.
-    """
-    w, V = np.linalg.eigh(matrix)
-    top = float(np.max(np.abs(w)))
-    floored = np.maximum(np.abs(w), max(top * _EIG_FLOOR, 1e-300))
-    return floored, V, float(np.min(w)) / max(top, 1e-300)
-
-
-def _certificate(info: np.ndarray, grad: np.ndarray):
-    """The step test at a point whose score is small (free coordinates only).
-
-    The information is scaled to a unit diagonal first (Jacobi scaling; a coordinate
-    the likelihood ignores, diagonal below 1e-20 of the largest, keeps scale 1), so
-    that flooring its eigenvalues does not depend on the units of y or of the
-    parameters: the escape direction towards the edge of the family has a small
-    curvature of its own, far below the experts'.
-
-    Returns ``(step, promise, lowest)``: the eigenvalue-modified Newton step, the
-    quadratic model's gain ``g' I~^-1 g`` (nats) and the smallest eigenvalue of the
-    scaled information over its largest (negative: a saddle, not a maximum).
-    """
-    diag = np.diag(info)
-    # coordinates the data hardly inform (an expert a top-K gate almost never selects)
-    # keep scale 1: dividing by the root of a vanishing diagonal would blow up rounding
-    informed = diag > 1e-20 * max(float(np.max(diag, initial=0.0)), 1e-300)
-    scale = 1.0 / np.sqrt(np.where(informed, diag, 1.0))
-    floored, V, lowest = _floored_eigh(info * scale[:, None] * scale[None, :])
-    coef = V.T @ (scale * grad)
-    step = scale * (V @ (coef / floored))
-    return step, float(np.sum(coef * coef / floored)), lowest
-
-
 def _not_a_maximum(kind: str, n_iter: int, gnorm: float, step_norm: float,
                    promise: float, largest: float) -> str:
     """Why a point with a small score is not certified."""
@@ -209,13 +179,16 @@ def _not_a_maximum(kind: str, n_iter: int, gnorm: float, step_norm: float,
 
 def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray,
             log_floor: float, gtol: float, max_iter: int):
-    """Projected, eigenvalue-modified Newton ascent from ``theta``.
+    """Projected trust-region Newton ascent from ``theta``.
 
-    Converged means a small score *and* a short Newton step at the same point, not
-    at a saddle (see :func:`_certificate`): the score alone also vanishes on the way
-    to a supremum at the edge of the gate family. Where the score is small but the
-    step long, the loop climbs along the scaled Newton step, taking only steps that
-    raise the likelihood.
+    Each step maximises the quadratic model within a ball in the Jacobi-scaled
+    coordinates (:class:`gmoe._trust_region.ScaledModel`); the ball grows while the
+    likelihood follows the model and shrinks when it does not, and a step is taken
+    only if it does not lower the likelihood. Converged means a small score *and* a
+    short Newton step at the same point, not at a saddle: the score alone also
+    vanishes on the way to a supremum at the edge of the gate family. Where the
+    score is small but the step long, the loop climbs along the scaled Newton step,
+    taking only steps that raise the likelihood.
 
     Returns ``(theta, ll, grad, n_iter, converged, message, step, info)``: ``step`` is
     the max-norm of the Newton step at the returned point (NaN where the score was
@@ -223,7 +196,7 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
     converged with every coordinate free, else None.
     """
     lv = np.arange(like.m)[like.logvar]
-    eig, last_free, last_gnorm = None, None, np.inf
+    model, last_free, last_gnorm, radius = None, None, np.inf, None
     step_norm = np.nan
 
     def largest_gate():
@@ -237,68 +210,81 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
         # the information is recomputed only when the last step with it did not halve
         # the score (a chord method: one information costs several score evaluations),
         # and always where the score is small: the step test needs the curvature here
-        fresh = (small or eig is None or gnorm > 0.5 * last_gnorm
-                 or not np.array_equal(free, last_free))
-        if fresh:
+        if (small or model is None or gnorm > 0.5 * last_gnorm
+                or not np.array_equal(free, last_free)):
             full = like.information(theta)
             info = full[np.ix_(free, free)]
             if not np.all(np.isfinite(info)):
                 return theta, ll, grad, it, False, "non-finite information", np.nan, None
+            model = ScaledModel(info)
+        model.at_score(grad[free])
         delta = np.zeros(like.m)
-        if small:
-            step_free, promise, lowest = _certificate(info, grad[free])
-            step_norm = float(np.max(np.abs(step_free), initial=0.0))
-            if lowest < -_SADDLE:
-                return theta, ll, grad, it, False, (
-                    f"saddle point: the score per sample is {gnorm:.2g} but the "
-                    f"information has a negative eigenvalue ({lowest:.2g} of the "
-                    "largest, unit-diagonal scaling): not a maximum"), step_norm, None
-            # a short step, or one worth less than a short step at a score of gtol
-            # (a flat ridge: the maximum is not unique, its value is certain)
-            if step_norm <= _XTOL or promise <= gtol * _XTOL * like.design.n:
-                message = "score below gtol" if step_norm <= _XTOL else (
-                    f"score below gtol (the Newton step left, {step_norm:.2g} long, is "
-                    f"worth {promise:.2g} nats: the value is certain, the point may lie "
-                    "on a flat ridge)")
-                return (theta, ll, grad, it, True, message, step_norm,
-                        full if free.all() else None)
-            # a saturated dense gate is a separating one: polish() says so, and there
-            # is no point walking out after it
-            if it == max_iter or (like.mask is None and _saturated_experts(like, theta)):
-                return (theta, ll, grad, it, False,
-                        _not_a_maximum("edge", it, gnorm, step_norm, promise,
-                                       largest_gate()), step_norm, None)
-            delta[free] = step_free
-            eig = None  # the next chord starts afresh
-        else:
-            if fresh:
-                eig = _floored_eigh(info)[:2]
+        if not small:
             last_free, last_gnorm = free, gnorm
-            w, V = eig
-            delta[free] = V @ ((V.T @ grad[free]) / w)
-        longest = float(np.max(np.abs(delta)))
-        if longest > _MAX_STEP:
-            delta *= _MAX_STEP / longest
-        step, accepted = 1.0, False
-        for _ in range(40):
+            if radius is None:  # the first ball holds the modified Newton step
+                radius = model.modified_step(_EIG_FLOOR)[2]
+            for _ in range(_MAX_TRIALS):
+                delta[free], z, length = model.step(radius)
+                trial = theta + delta
+                trial[lv] = np.maximum(trial[lv], log_floor)
+                ll_t, grad_t = like.evaluate(trial)
+                # near the top the gains fall below rounding: a step that lowers the
+                # value by rounding only is taken when it shrinks the score
+                if grad_t is not None and (ll_t >= ll or (
+                        ll_t >= ll - 1e-13 * abs(ll)
+                        and np.max(np.abs(grad_t)) < np.max(np.abs(grad)))):
+                    break
+                radius = 0.25 * length
+            else:
+                return theta, ll, grad, it, False, "line search found no ascent", np.nan, None
+            predicted = model.gain(z)
+            if predicted > 1e-12 * abs(ll):  # below that the ratio is rounding
+                ratio = (ll_t - ll) / predicted
+                if ratio < SHRINK_BELOW:
+                    radius = 0.25 * length
+                elif ratio > GROW_ABOVE and length >= 0.99 * radius:
+                    radius *= 2.0
+            theta, ll, grad = trial, ll_t, grad_t
+            step_norm = np.nan
+            continue
+        step_free, promise, _ = model.modified_step(_EIG_FLOOR)
+        step_norm = float(np.max(np.abs(step_free), initial=0.0))
+        if model.lowest < -_SADDLE:
+            return theta, ll, grad, it, False, (
+                f"saddle point: the score per sample is {gnorm:.2g} but the "
+                f"information has a negative eigenvalue ({model.lowest:.2g} of the "
+                "largest, unit-diagonal scaling): not a maximum"), step_norm, None
+        # a short step, or one worth less than a short step at a score of gtol
+        # (a flat ridge: the maximum is not unique, its value is certain)
+        if step_norm <= _XTOL or promise <= gtol * _XTOL * like.design.n:
+            message = "score below gtol" if step_norm <= _XTOL else (
+                f"score below gtol (the Newton step left, {step_norm:.2g} long, is "
+                f"worth {promise:.2g} nats: the value is certain, the point may lie "
+                "on a flat ridge)")
+            return (theta, ll, grad, it, True, message, step_norm,
+                    full if free.all() else None)
+        # a saturated dense gate is a separating one: polish() says so, and there
+        # is no point walking out after it
+        if it == max_iter or (like.mask is None and _saturated_experts(like, theta)):
+            return (theta, ll, grad, it, False,
+                    _not_a_maximum("edge", it, gnorm, step_norm, promise,
+                                   largest_gate()), step_norm, None)
+        # the score is small but the step long: climb along the step (capped), strict
+        # ascent only
+        delta[free] = step_free * min(1.0, _MAX_STEP / step_norm)
+        model = None  # the next step starts afresh
+        step = 1.0
+        for _ in range(_MAX_TRIALS):
             trial = theta + step * delta
             trial[lv] = np.maximum(trial[lv], log_floor)
             ll_t, grad_t = like.evaluate(trial)
-            # near the top the gains fall below rounding: a step that lowers the value by
-            # rounding only is taken when it shrinks the score (never once the score is
-            # small: there only a gain counts)
-            if grad_t is not None and (ll_t > ll if small else ll_t >= ll or (
-                    ll_t >= ll - 1e-13 * abs(ll)
-                    and np.max(np.abs(grad_t)) < np.max(np.abs(grad)))):
-                accepted = True
+            if grad_t is not None and ll_t > ll:
                 break
             step *= 0.5
-        if not accepted:
-            if small:
-                return (theta, ll, grad, it, False,
-                        _not_a_maximum("stalled", it, gnorm, step_norm, promise,
-                                       largest_gate()), step_norm, None)
-            return theta, ll, grad, it, False, "line search found no ascent", np.nan, None
+        else:
+            return (theta, ll, grad, it, False,
+                    _not_a_maximum("stalled", it, gnorm, step_norm, promise,
+                                   largest_gate()), step_norm, None)
         theta, ll, grad = trial, ll_t, grad_t
         step_norm = np.nan
     return theta, ll, grad, max_iter, False, (
