@@ -4,8 +4,10 @@ Over-specified fits of the reference truth (docs/theory.md, "The reference setti
 EM results (no polish) of k = 3 from the published start noise at n = 1e4, 3e4, 1e5
 (5 restarts, SQUAREM, per-sample stop 1e-8) and at n = 200 to 3000, and of k = 3 and 4
 from k-means starts at n = 300 to 1e4; every EM result is then polished by the current
-Newton loop and by that of ``--baseline`` (default ``af7985f``: the step cap that
-doubled along ridges, tried and withdrawn), and the two are compared: same point
+Newton loop and by that of ``--baseline`` (default ``0740c68``: the last polish whose
+steps were eigenvalue-modified Newton steps capped at 2 per coordinate, before the
+trust-region steps; ``af7985f`` is the step cap that doubled along ridges, tried and
+withdrawn), and the two are compared: same point
 (log-likelihood within 1e-6 relative), the baseline higher or lower; certified; Newton
 steps; seconds, each as current -> baseline. The numbers of "The certified polish" in
 docs/performance.md. Certified is what the polish reports: look at the gate
@@ -99,7 +101,7 @@ def polish_all(items, newton) -> list[tuple]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--baseline", default="af7985f",
+    ap.add_argument("--baseline", default="0740c68",
                     help="git revision whose gmoe/polish.py Newton loop is compared")
     ap.add_argument("--quick", action="store_true", help="one data set per size")
     args = ap.parse_args()

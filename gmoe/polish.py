@@ -177,16 +177,79 @@ def _not_a_maximum(kind: str, n_iter: int, gnorm: float, step_norm: float,
             "supremum, not a finite maximum")
 
 
+def _ascends(ll_t: float, grad_t, ll: float, grad: np.ndarray, strict: bool) -> bool:
+    """Whether a trial point is taken: a higher value, or (unless ``strict``) one lower
+    by rounding only with a smaller score (near the top the gains fall below rounding)."""
+    if grad_t is None:
+        return False
+    if strict:
+        return ll_t > ll
+    return ll_t >= ll or (ll_t >= ll - 1e-13 * abs(ll)
+                          and np.max(np.abs(grad_t)) < np.max(np.abs(grad)))
+
+
+def _halving(like: FreeLikelihood, theta, ll, grad, delta, lv, log_floor, strict: bool):
+    """Along ``delta`` capped at ``_MAX_STEP`` per coordinate, halved until the trial
+    ascends (:func:`_ascends`); None if no trial does."""
+    longest = float(np.max(np.abs(delta)))
+    if longest > _MAX_STEP:
+        delta = delta * (_MAX_STEP / longest)
+    step = 1.0
+    for _ in range(_MAX_TRIALS):
+        trial = theta + step * delta
+        trial[lv] = np.maximum(trial[lv], log_floor)
+        ll_t, grad_t = like.evaluate(trial)
+        if _ascends(ll_t, grad_t, ll, grad, strict):
+            return trial, ll_t, grad_t
+        step *= 0.5
+    return None
+
+
+def _trust_region(like: FreeLikelihood, model: ScaledModel, theta, ll, grad, free, lv,
+                  log_floor, radius: float):
+    """One trust-region step (:meth:`ScaledModel.step`), the ball shrunk until the trial
+    ascends; returns ``(trial, ll_t, grad_t, next radius)`` or None."""
+    delta = np.zeros(like.m)
+    for _ in range(_MAX_TRIALS):
+        delta[free], z, length = model.step(radius)
+        trial = theta + delta
+        trial[lv] = np.maximum(trial[lv], log_floor)
+        ll_t, grad_t = like.evaluate(trial)
+        if _ascends(ll_t, grad_t, ll, grad, strict=False):
+            break
+        radius = 0.25 * length
+    else:
+        return None
+    predicted = model.gain(z)
+    if predicted > 1e-12 * abs(ll):  # below that the ratio is rounding
+        ratio = (ll_t - ll) / predicted
+        if ratio < SHRINK_BELOW:
+            radius = 0.25 * length
+        elif ratio > GROW_ABOVE and length >= 0.99 * radius:
+            radius *= 2.0
+    return trial, ll_t, grad_t, radius
+
+
+def _floored_eigh(matrix: np.ndarray):
+    """Eigen-decomposition with the eigenvalues made positive and floored at
+    ``_EIG_FLOOR`` of the largest (every step along it climbs)."""
+    w, V = np.linalg.eigh(matrix)
+    top = float(np.max(np.abs(w)))
+    return np.maximum(np.abs(w), max(top * _EIG_FLOOR, 1e-300)), V
+
+
 def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray,
             log_floor: float, gtol: float, max_iter: int):
-    """Projected trust-region Newton ascent from ``theta``.
+    """Projected Newton ascent from ``theta``.
 
-    Each step maximises the quadratic model within a ball in the Jacobi-scaled
-    coordinates (:class:`gmoe._trust_region.ScaledModel`); the ball grows while the
-    likelihood follows the model and shrinks when it does not, and a step is taken
-    only if it does not lower the likelihood. Converged means a small score *and* a
-    short Newton step at the same point, not at a saddle: the score alone also
-    vanishes on the way to a supremum at the edge of the gate family. Where the
+    Dense gates take trust-region steps (:func:`_trust_region`): the ball grows while
+    the likelihood follows the quadratic model and shrinks when it does not. The
+    top-K likelihood has kinks where a point changes selection, across which the
+    model's ratio test misjudges every step (the ball shrinks to nothing), so top-K
+    gates take eigenvalue-modified Newton steps capped at 2 per coordinate and
+    halved until they do not lower the likelihood. Converged means a small score
+    *and* a short Newton step at the same point, not at a saddle: the score alone
+    also vanishes on the way to a supremum at the edge of the gate family. Where the
     score is small but the step long, the loop climbs along the scaled Newton step,
     taking only steps that raise the likelihood.
 
@@ -196,7 +259,7 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
     converged with every coordinate free, else None.
     """
     lv = np.arange(like.m)[like.logvar]
-    model, last_free, last_gnorm, radius = None, None, np.inf, None
+    model, plain, last_free, last_gnorm, radius = None, None, None, np.inf, None
     step_norm = np.nan
 
     def largest_gate():
@@ -216,35 +279,27 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
             info = full[np.ix_(free, free)]
             if not np.all(np.isfinite(info)):
                 return theta, ll, grad, it, False, "non-finite information", np.nan, None
-            model = ScaledModel(info)
+            model, plain = ScaledModel(info), None
         model.at_score(grad[free])
-        delta = np.zeros(like.m)
         if not small:
             last_free, last_gnorm = free, gnorm
-            if radius is None:  # the first ball holds the modified Newton step
-                radius = model.modified_step(_EIG_FLOOR)[2]
-            for _ in range(_MAX_TRIALS):
-                delta[free], z, length = model.step(radius)
-                trial = theta + delta
-                trial[lv] = np.maximum(trial[lv], log_floor)
-                ll_t, grad_t = like.evaluate(trial)
-                # near the top the gains fall below rounding: a step that lowers the
-                # value by rounding only is taken when it shrinks the score
-                if grad_t is not None and (ll_t >= ll or (
-                        ll_t >= ll - 1e-13 * abs(ll)
-                        and np.max(np.abs(grad_t)) < np.max(np.abs(grad)))):
-                    break
-                radius = 0.25 * length
+            if like.mask is None:
+                if radius is None:  # the first ball holds the modified Newton step
+                    radius = model.modified_step(_EIG_FLOOR)[2]
+                taken = _trust_region(like, model, theta, ll, grad, free, lv, log_floor,
+                                      radius)
+                if taken is not None:
+                    *taken, radius = taken
             else:
+                if plain is None:
+                    plain = _floored_eigh(info)
+                w, V = plain
+                delta = np.zeros(like.m)
+                delta[free] = V @ ((V.T @ grad[free]) / w)
+                taken = _halving(like, theta, ll, grad, delta, lv, log_floor, strict=False)
+            if taken is None:
                 return theta, ll, grad, it, False, "line search found no ascent", np.nan, None
-            predicted = model.gain(z)
-            if predicted > 1e-12 * abs(ll):  # below that the ratio is rounding
-                ratio = (ll_t - ll) / predicted
-                if ratio < SHRINK_BELOW:
-                    radius = 0.25 * length
-                elif ratio > GROW_ABOVE and length >= 0.99 * radius:
-                    radius *= 2.0
-            theta, ll, grad = trial, ll_t, grad_t
+            theta, ll, grad = taken
             step_norm = np.nan
             continue
         step_free, promise, _ = model.modified_step(_EIG_FLOOR)
@@ -269,23 +324,16 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
             return (theta, ll, grad, it, False,
                     _not_a_maximum("edge", it, gnorm, step_norm, promise,
                                    largest_gate()), step_norm, None)
-        # the score is small but the step long: climb along the step (capped), strict
-        # ascent only
-        delta[free] = step_free * min(1.0, _MAX_STEP / step_norm)
+        # the score is small but the step long: climb along it, strict ascent only
+        delta = np.zeros(like.m)
+        delta[free] = step_free
         model = None  # the next step starts afresh
-        step = 1.0
-        for _ in range(_MAX_TRIALS):
-            trial = theta + step * delta
-            trial[lv] = np.maximum(trial[lv], log_floor)
-            ll_t, grad_t = like.evaluate(trial)
-            if grad_t is not None and ll_t > ll:
-                break
-            step *= 0.5
-        else:
+        taken = _halving(like, theta, ll, grad, delta, lv, log_floor, strict=True)
+        if taken is None:
             return (theta, ll, grad, it, False,
                     _not_a_maximum("stalled", it, gnorm, step_norm, promise,
                                    largest_gate()), step_norm, None)
-        theta, ll, grad = trial, ll_t, grad_t
+        theta, ll, grad = taken
         step_norm = np.nan
     return theta, ll, grad, max_iter, False, (
         f"not certified in {max_iter} Newton steps (score max-norm per sample "
