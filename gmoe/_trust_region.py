@@ -75,41 +75,78 @@ class ScaledModel:
         model's gain along it in nats (``g' |I|^-1 g``) and its length in the scaled
         coordinates.
         """
-        z = self.coef / np.maximum(np.abs(self.eig), max(floor * self.top, 1e-300))
-        return (self.scale * (self.V @ z), float(self.coef @ z),
+        floored = np.maximum(np.abs(self.eig), max(floor * self.top, 1e-300))
+        z = self.coef / floored
+        return (self.scale * (self.V @ z), float(np.sum(self.coef * self.coef / floored)),
                 float(np.linalg.norm(z)))
 
     def _length(self, mu: float) -> float:
         return float(np.linalg.norm(self.coef / (self.eig + mu)))
 
     def step(self, radius: float) -> tuple[np.ndarray, np.ndarray, float]:
-        """The model's maximiser within scaled length ``radius``.
+        """The model's maximiser within scaled length ``radius`` (> 0).
 
         Returns ``(step, z, length)``: the step in free coordinates, in the scaled
         eigenbasis (for :meth:`gain`) and its scaled length.
         """
-        lo = max(0.0, -float(self.eig[0]))
-        if self.eig[0] > 0 and self._length(0.0) <= radius:
-            mu = 0.0   # the Newton step lies inside the ball
-        else:
-            # |s(mu)| falls from +inf just above lo to at most radius at
-            # lo + |coef| / radius: bisection on that bracket. If the score has no part
-            # along the lowest eigenvector (the "hard case") the step stays shorter
-            # than the ball; it still climbs.
-            a = lo + 1e-12 * self.top
-            b = lo + float(np.linalg.norm(self.coef)) / radius + 1e-12 * self.top
-            if self._length(a) <= radius:
-                b = a
-            while b - a > 1e-12 * b:
+        eig, coef = self.eig, self.coef
+        if eig[0] > 0 and self._length(0.0) <= radius:
+            z = coef / eig   # the Newton step lies inside the ball
+            return self.scale * (self.V @ z), z, float(np.linalg.norm(z))
+        lo = max(0.0, -float(eig[0]))
+        tiny = 1e-12 * self.top
+        a = lo + tiny
+        if self._length(a) > radius:
+            # |s(mu)| falls from above radius at a to at most radius at
+            # lo + |coef| / radius: bisection, to a precision relative to mu - lo (near
+            # the hard case below the root lies just above lo)
+            b = lo + float(np.linalg.norm(coef)) / radius + tiny
+            for _ in range(200):
+                if b - a <= 1e-12 * (b - lo):
+                    break
                 mid = 0.5 * (a + b)
+                if mid in (a, b):  # adjacent floats: as close as the arithmetic gets
+                    break
                 if self._length(mid) > radius:
                     a = mid
                 else:
                     b = mid
-            mu = b
-        z = self.coef / (self.eig + mu)
+            z = coef / (eig + b)
+        elif eig[0] < 0:
+            # the hard case: the score has (nearly) no part along the lowest eigenvector.
+            # The maximiser is the step at mu = lo in the other directions plus a move
+            # along the lowest eigenvector out to the ball (the model rises both ways)
+            low = eig + lo <= tiny
+            z = np.where(low, 0.0, coef / np.where(low, 1.0, eig + lo))
+            z[0] = np.copysign(np.sqrt(max(radius * radius - float(z @ z), 0.0)),
+                               coef[0] if coef[0] != 0 else 1.0)
+        else:
+            z = coef / (eig + a)   # a singular, positive semi-definite model
         return self.scale * (self.V @ z), z, float(np.linalg.norm(z))
 
     def gain(self, z: np.ndarray, t: float = 1.0) -> float:
         """The model's gain along ``t`` times the step ``z`` (scaled eigenbasis)."""
         return float(t * (self.coef @ z) - 0.5 * t * t * np.sum(self.eig * z * z))
+
+
+def next_radius(radius: float, length: float, predicted: float, gained: float,
+                rounding: float) -> float:
+    """The radius after a step taken of scaled ``length`` in a ball of ``radius``.
+
+    ``predicted`` and ``gained`` are the model's and the likelihood's gains (nats);
+    ``rounding`` is the size below which a gain is rounding (the ratio of two such
+    gains means nothing). The radius shrinks to a quarter of the step when the gain is
+    below a quarter of the prediction and doubles when it is above three quarters with
+    the step on the boundary. A step on the boundary whose predicted gain is rounding
+    also doubles it: near the top the model holds, and a ball that could only shrink
+    there would freeze.
+    """
+    on_boundary = length >= 0.99 * radius
+    if predicted <= rounding:
+        return 2.0 * radius if on_boundary else radius
+    ratio = gained / predicted
+    if ratio < SHRINK_BELOW:
+        return 0.25 * length
+    if ratio > GROW_ABOVE and on_boundary:
+        return 2.0 * radius
+    return radius

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._design import Design
-from ._trust_region import GROW_ABOVE, SHRINK_BELOW, ScaledModel
+from ._trust_region import ScaledModel, next_radius
 from .gates import Gate
 from .likelihood import FreeLikelihood
 from .params import MoEParams
@@ -220,13 +220,7 @@ def _trust_region(like: FreeLikelihood, model: ScaledModel, theta, ll, grad, fre
         radius = 0.25 * length
     else:
         return None
-    predicted = model.gain(z)
-    if predicted > 1e-12 * abs(ll):  # below that the ratio is rounding
-        ratio = (ll_t - ll) / predicted
-        if ratio < SHRINK_BELOW:
-            radius = 0.25 * length
-        elif ratio > GROW_ABOVE and length >= 0.99 * radius:
-            radius *= 2.0
+    radius = next_radius(radius, length, model.gain(z), ll_t - ll, 1e-12 * abs(ll))
     return trial, ll_t, grad_t, radius
 
 
@@ -327,7 +321,7 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
         # the score is small but the step long: climb along it, strict ascent only
         delta = np.zeros(like.m)
         delta[free] = step_free
-        model = None  # the next step starts afresh
+        model, radius = None, None  # the next step starts afresh
         taken = _halving(like, theta, ll, grad, delta, lv, log_floor, strict=True)
         if taken is None:
             return (theta, ll, grad, it, False,

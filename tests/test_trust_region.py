@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gmoe._trust_region import ScaledModel
+from gmoe._trust_region import ScaledModel, next_radius
 
 
 def _problem(seed: int, m: int = 6, negative: int = 0, spread: float = 1e3):
@@ -75,16 +75,40 @@ def test_the_step_does_not_depend_on_the_units_of_the_coordinates():
                                    rtol=1e-8)
 
 
-def test_without_a_score_along_the_negative_curvature_the_step_still_climbs():
-    """The "hard case": the score has no part along the lowest eigenvector. The step
-    stays inside the ball and the model rises along it."""
-    info = np.diag([-1.0, 2.0, 3.0])
-    grad = np.array([0.0, 1.0, 1.0])
+@pytest.mark.parametrize("along_lowest", [0.0, 1e-14, 5e-13, 1.5e-12, 1e-6])
+def test_with_little_score_along_the_negative_curvature_the_step_reaches_the_ball(
+        along_lowest):
+    """The hard case and near it: the score has (almost) no part along the lowest
+    eigenvector. The maximiser still lies on the boundary (the model rises along that
+    eigenvector both ways), and the step is as good as any point of the ball."""
+    info = np.diag([-1.0, 1.0, 2.0])
+    grad = np.array([along_lowest, 1e-3, 1e-3])
     model = ScaledModel(info).at_score(grad)
-    step, z, length = model.step(10.0)
-    assert length <= 10.0 * (1 + 1e-12)
-    assert model.gain(z) > 0
-    assert _model_value(info, grad, step) == pytest.approx(model.gain(z), rel=1e-9)
+    step, z, length = model.step(1.0)
+    # near the hard case mu sits 1e-12 above -lambda_min = 1, where doubles are 2e-16
+    # apart: the length is exact to about 1e-4
+    assert length == pytest.approx(1.0, rel=1e-3)
+    best = _model_value(info, grad, step)
+    assert model.gain(z) == pytest.approx(best, rel=1e-9) and best > 0
+    # the maximiser on the ball moves (almost) only along the lowest eigenvector: its
+    # value is |lambda_min| / 2 plus what the score adds (to the length's precision)
+    assert best >= 0.5 * (1 - 1e-3)
+
+
+def test_the_radius_follows_the_ratio_of_gain_to_prediction():
+    rounding = 1e-10
+    # poor agreement shrinks to a quarter of the step
+    assert next_radius(2.0, 2.0, predicted=1.0, gained=0.1, rounding=rounding) == 0.5
+    # good agreement on the boundary doubles; inside the ball nothing changes
+    assert next_radius(2.0, 2.0, predicted=1.0, gained=0.9, rounding=rounding) == 4.0
+    assert next_radius(2.0, 1.0, predicted=1.0, gained=0.9, rounding=rounding) == 2.0
+    assert next_radius(2.0, 2.0, predicted=1.0, gained=0.5, rounding=rounding) == 2.0
+    # a gain at rounding level: on the boundary the ball grows (it must not freeze
+    # near the top, where the ratio means nothing), inside it stays
+    assert next_radius(1e-3, 1e-3, predicted=1e-12, gained=-1e-13,
+                       rounding=rounding) == 2e-3
+    assert next_radius(1e-3, 1e-4, predicted=1e-12, gained=3e-12,
+                       rounding=rounding) == 1e-3
 
 
 def test_the_modified_step_flips_and_floors_the_eigenvalues():
