@@ -20,10 +20,13 @@ inference".
   absolute values of its scaled eigenvalues.
 - Steps are trust-region steps (:mod:`gmoe._trust_region`): the quadratic model's
   maximiser within a ball in the Jacobi-scaled coordinates, the ball growing while
-  the likelihood follows the model and shrinking when it does not. Along a ridge
-  whose curvature changes sign the step goes as far as the ball allows instead of
-  stopping where the flipped curvature would. A step that lowers the
-  log-likelihood is never taken: the polish never lowers the likelihood.
+  the likelihood follows the model and shrinking when it does not: no fixed cap on
+  a step's length. Where the information is not positive definite the step goes as
+  far as the ball allows along the directions in which the likelihood curves
+  upwards. A step is taken only if it raises the log-likelihood (or lowers it by
+  rounding while shrinking the score): the polish never returns a lower likelihood
+  than its start. Top-K gates take capped, halved modified Newton steps instead (see
+  :func:`_newton`).
 - The log-variances are bounded below by the variance floor (the theory's compact
   parameter space): coordinates at the bound whose score points out of the space
   are held there (projected Newton). A fit with a variance at the floor is
@@ -391,7 +394,7 @@ def polish(design: Design, gate: Gate, params: MoEParams, var_floor: float,
         else:
             message = ("the maximum sits on a selection boundary, where the top-K "
                        "likelihood is not differentiable: not certifiable")
-    if ll < start_ll:  # cannot happen by construction; guard the promise
+    if ll < start_ll:  # only steps lower by rounding could add up to this: guard it
         theta, ll, grad, message = theta0, ll0, grad0, "no ascent"
         converged, step_norm, info = False, np.nan, None
     result_params = like.unpack(theta)
