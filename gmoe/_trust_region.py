@@ -28,6 +28,13 @@ import numpy as np
 SHRINK_BELOW, GROW_ABOVE = 0.25, 0.75
 
 
+def floored_eigenvalues(eig: np.ndarray, floor: float) -> np.ndarray:
+    """Eigenvalues made positive (absolute values) and floored at ``floor`` of the
+    largest: a quadratic model with them has a maximum, and every step to it climbs."""
+    top = float(np.max(np.abs(eig)))
+    return np.maximum(np.abs(eig), max(top * floor, 1e-300))
+
+
 class ScaledModel:
     """The information at one point, scaled to a unit diagonal and decomposed.
 
@@ -75,7 +82,7 @@ class ScaledModel:
         model's gain along it in nats (``g' |I|^-1 g``) and its length in the scaled
         coordinates.
         """
-        floored = np.maximum(np.abs(self.eig), max(floor * self.top, 1e-300))
+        floored = floored_eigenvalues(self.eig, floor)
         z = self.coef / floored
         return (self.scale * (self.V @ z), float(np.sum(self.coef * self.coef / floored)),
                 float(np.linalg.norm(z)))
@@ -124,9 +131,9 @@ class ScaledModel:
             z = coef / (eig + a)   # a singular, positive semi-definite model
         return self.scale * (self.V @ z), z, float(np.linalg.norm(z))
 
-    def gain(self, z: np.ndarray, t: float = 1.0) -> float:
-        """The model's gain along ``t`` times the step ``z`` (scaled eigenbasis)."""
-        return float(t * (self.coef @ z) - 0.5 * t * t * np.sum(self.eig * z * z))
+    def gain(self, z: np.ndarray) -> float:
+        """The model's gain along the step ``z`` (scaled eigenbasis)."""
+        return float(self.coef @ z - 0.5 * np.sum(self.eig * z * z))
 
 
 def next_radius(radius: float, length: float, predicted: float, gained: float,

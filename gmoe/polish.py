@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._design import Design
-from ._trust_region import ScaledModel, next_radius
+from ._trust_region import ScaledModel, floored_eigenvalues, next_radius
 from .gates import Gate
 from .likelihood import FreeLikelihood
 from .params import MoEParams
@@ -231,8 +231,7 @@ def _floored_eigh(matrix: np.ndarray):
     """Eigen-decomposition with the eigenvalues made positive and floored at
     ``_EIG_FLOOR`` of the largest (every step along it climbs)."""
     w, V = np.linalg.eigh(matrix)
-    top = float(np.max(np.abs(w)))
-    return np.maximum(np.abs(w), max(top * _EIG_FLOOR, 1e-300)), V
+    return floored_eigenvalues(w, _EIG_FLOOR), V
 
 
 def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray,
@@ -256,7 +255,7 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
     converged with every coordinate free, else None.
     """
     lv = np.arange(like.m)[like.logvar]
-    model, plain, last_free, last_gnorm, radius = None, None, None, np.inf, None
+    info, model, plain, last_free, last_gnorm, radius = None, None, None, None, np.inf, None
     step_norm = np.nan
 
     def largest_gate():
@@ -270,14 +269,17 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
         # the information is recomputed only when the last step with it did not halve
         # the score (a chord method: one information costs several score evaluations),
         # and always where the score is small: the step test needs the curvature here
-        if (small or model is None or gnorm > 0.5 * last_gnorm
+        if (small or info is None or gnorm > 0.5 * last_gnorm
                 or not np.array_equal(free, last_free)):
             full = like.information(theta)
             info = full[np.ix_(free, free)]
             if not np.all(np.isfinite(info)):
                 return theta, ll, grad, it, False, "non-finite information", np.nan, None
-            model, plain = ScaledModel(info), None
-        model.at_score(grad[free])
+            model, plain = None, None   # decomposed when a step needs them
+        if small or like.mask is None:
+            if model is None:
+                model = ScaledModel(info)
+            model.at_score(grad[free])
         if not small:
             last_free, last_gnorm = free, gnorm
             if like.mask is None:
@@ -324,7 +326,7 @@ def _newton(like: FreeLikelihood, theta: np.ndarray, ll: float, grad: np.ndarray
         # the score is small but the step long: climb along it, strict ascent only
         delta = np.zeros(like.m)
         delta[free] = step_free
-        model, radius = None, None  # the next step starts afresh
+        info, radius = None, None  # the next step starts afresh
         taken = _halving(like, theta, ll, grad, delta, lv, log_floor, strict=True)
         if taken is None:
             return (theta, ll, grad, it, False,
