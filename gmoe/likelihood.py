@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._design import Design
+from ._information import block_information
 from .experts import _LOG_2PI
 from .gates import Gate
 from .model import joint_log_T
@@ -70,6 +71,12 @@ class FreeLikelihood:
         self.weight = None if sample_weight is None else np.asarray(sample_weight, float)
         #: slice of the log-variances in the free vector
         self.logvar = slice(self.m - self.k, self.m)
+        #: the information by the per-expert logit blocks where the gate has them
+        #: (:mod:`gmoe._information`); False: Louis' identity term by term
+        self._blocks = True
+        #: (theta's bytes, per-chunk (gate state, residuals, responsibilities)) of
+        #: the last evaluate() with the score: its information reuses that E-step
+        self._kept = None
 
     # ------------------------------------------------------------ layout
     @property
@@ -126,18 +133,22 @@ class FreeLikelihood:
         gate_part, a, b, logvar = self._split(theta)
         design = self.design
         ll, grad = 0.0, (np.zeros(self.m) if score else None)
+        kept = [] if score else None
         for start in range(0, design.n, CHUNK):
             part = _Chunk(design, start, min(start + CHUNK, design.n))
-            ll_p, grad_p = self._evaluate_part(gate_part, a, b, logvar, part, score)
+            ll_p, grad_p = self._evaluate_part(gate_part, a, b, logvar, part, score, kept)
             ll += ll_p
             if grad_p is not None:
                 grad += grad_p
         if not np.isfinite(ll):
             return -np.inf, None
+        if score:  # the information at this point starts from its E-step
+            self._kept = (np.asarray(theta, dtype=float).tobytes(), kept)
         return ll, grad
 
-    def _evaluate_part(self, gate_part, a, b, logvar, design, score: bool):
-        """:meth:`evaluate` on the rows of ``design`` (the whole data or a chunk)."""
+    def _evaluate_part(self, gate_part, a, b, logvar, design, score: bool, kept=None):
+        """:meth:`evaluate` on the rows of ``design`` (the whole data or a chunk);
+        appends the chunk's gate state, residuals and responsibilities to ``kept``."""
         mask = self._chunk_mask(design, gate_part)
         weight = None if self.weight is None else self.weight[design.rows]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -158,8 +169,9 @@ class FreeLikelihood:
             ll = float(ll_n.sum() if weight is None else ll_n @ weight)
         if not score or not np.isfinite(ll):
             return ll, None
+        kept.append((state, resid, resp))
         if weight is not None:
-            resp *= weight
+            resp = resp * weight
         grad = np.empty(self.m)
         grad[:self.m_gate] = self.gate.free_score(state, design, resp, mask)
         k, d, mg = self.k, self.d, self.m_gate
@@ -203,22 +215,43 @@ class FreeLikelihood:
                                                      self.k), _Chunk(design, 0, 1))
         except NotImplementedError:
             return -self.hessian(theta)
+        # the E-step of the last evaluate() with the score, when it was at theta
+        kept = None
+        if chunk is None and self._kept is not None:
+            key, parts = self._kept
+            if key == np.asarray(theta, dtype=float).tobytes():
+                kept = parts
         chunk = CHUNK if chunk is None else int(chunk)
         info = np.zeros((self.m, self.m))
-        for start in range(0, design.n, chunk):
+        for index, start in enumerate(range(0, design.n, chunk)):
             part = _Chunk(design, start, min(start + chunk, design.n))
-            info += self._information_part(theta, part)
+            info += self._information_part(theta, part,
+                                            None if kept is None else kept[index])
         return 0.5 * (info + info.T)
 
-    def _information_part(self, theta, design) -> np.ndarray:
+    def _information_part(self, theta, design, kept=None) -> np.ndarray:
         k, d, mg, m = self.k, self.d, self.m_gate, self.m
         gate_part, a, b, logvar = self._split(theta)
         mask = self._chunk_mask(design, gate_part)
-        state = self.gate.free_state(gate_part, design, k, mask)
         inv_var = np.exp(-logvar)
-        e = design.y - (a @ design.XT + b[:, None])          # residuals (k, n)
-        log_phi = -0.5 * e * e * inv_var[:, None] - (0.5 * (_LOG_2PI + logvar))[:, None]
-        resp, _ = joint_log_T(state.log_w, log_phi)
+        if kept is None:
+            state = self.gate.free_state(gate_part, design, k, mask)
+            e = design.y - (a @ design.XT + b[:, None])          # residuals (k, n)
+            log_phi = (-0.5 * e * e * inv_var[:, None]
+                       - (0.5 * (_LOG_2PI + logvar))[:, None])
+            resp, _ = joint_log_T(state.log_w, log_phi)
+        else:
+            state, e, resp = kept
+        blocks = self.gate.free_logit_blocks(state, design) if self._blocks else None
+        if blocks is not None:
+            weight = None if self.weight is None else self.weight[design.rows]
+            info = block_information(design.XT, weight, resp, state.P, e, inv_var, blocks,
+                                     mg)
+            if not self.gate.linear_logits:
+                info[:mg, :mg] -= self._logit_curvature(
+                    gate_part, design, mask, resp - state.P if weight is None
+                    else (resp - state.P) * weight)
+            return info
         w = np.ones(design.n) if self.weight is None else self.weight[design.rows]
         P = np.exp(state.log_w)
         z = design.ZT                                          # (d + 1, n), 1 last

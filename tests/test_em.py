@@ -262,15 +262,17 @@ def test_integer_sample_weights_fit_as_repeated_rows(gate, k):
 
 
 def test_zero_sample_weights_are_the_rows_left_out():
-    # zero-weight rows are dropped before the random starts: the same fit, exactly
+    # zero-weight rows are dropped before the random starts: the same fit, to
+    # rounding (the weighted sums are dot products with the weights, the others sums,
+    # and the polish's Newton steps carry that rounding)
     X, y, weight = _weighted_data()
     weight = (weight > 0).astype(float)
     kept = fit_em(X[weight > 0], y[weight > 0], 2, n_init=2, rng=3)
     weighted = fit_em(X, y, 2, n_init=2, rng=3, sample_weight=weight)
-    assert weighted.params == kept.params
+    assert weighted.n_iter == kept.n_iter and weighted.polish_iter == kept.polish_iter
     for field in ("beta0", "beta1", "a", "b", "var"):
-        assert np.array_equal(getattr(weighted.params, field), getattr(kept.params, field))
-    # the weighted likelihood is a dot product with the weights, the other a sum
+        np.testing.assert_allclose(getattr(weighted.params, field),
+                                   getattr(kept.params, field), rtol=1e-12, atol=1e-14)
     assert weighted.loglik == pytest.approx(kept.loglik, rel=1e-15)
 
 

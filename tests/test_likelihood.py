@@ -112,3 +112,70 @@ def test_analytic_information_matches_differences_of_the_score(name):
     np.testing.assert_allclose(like.information(theta, chunk=37), analytic,
                                atol=1e-10 * np.max(np.abs(numeric)))
 
+
+
+#: gates whose logits have their own coordinates per expert (no learned temperature)
+BLOCK_GATES = {**{name: spec for name, spec in GATES.items()
+                  if not getattr(make_gate(spec), "learn_tau", False)},
+               "sigmoid": "sigmoid", "laplace": "laplace"}
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("name", sorted(BLOCK_GATES))
+def test_information_by_logit_blocks_equals_louis_identity_term_by_term(name, weighted):
+    # the per-expert-block route (gmoe._information) against Louis' identity summed
+    # term by term (the general route), at a perturbed point, with and without weights
+    gate, params, X, y, like = _setup(BLOCK_GATES[name], n=300)
+    rng = np.random.default_rng(7)
+    theta = like.pack(params) + 0.1 * rng.standard_normal(like.m)
+    if like.mask is not None:
+        like.mask = gate.selection_mask(like.design, like.unpack(theta))
+    if weighted:
+        like.weight = rng.uniform(0.2, 3.0, X.shape[0])
+    state = gate.free_state(theta[:like.m_gate], like.design, like.k, like.mask)
+    assert gate.free_logit_blocks(state, like.design) is not None
+    fast = like.information(theta)
+    like._blocks = False
+    general = like.information(theta)
+    np.testing.assert_allclose(fast, general, rtol=0, atol=1e-11 * np.max(np.abs(general)))
+
+
+@pytest.mark.parametrize("name", sorted(set(GATES) - set(BLOCK_GATES)))
+def test_a_learned_temperature_takes_the_general_route(name):
+    gate, params, X, y, like = _setup(GATES[name], n=50)
+    state = gate.free_state(like.pack(params)[:like.m_gate], like.design, like.k)
+    assert gate.free_logit_blocks(state, like.design) is None
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_information_by_blocks_for_other_k_and_d(k):
+    rng = np.random.default_rng(k)
+    d = 3 if k == 2 else 1
+    params = MoEParams(rng.standard_normal(k), rng.standard_normal((k, d)),
+                       rng.standard_normal((k, d)), rng.standard_normal(k),
+                       rng.uniform(0.2, 1.0, k))
+    gate = make_gate("softmax")
+    X, y = GaussianMoE(gate, params).sample(500, rng=k)
+    like = FreeLikelihood(Design(X, y), gate, gate.normal_form(params))
+    theta = like.pack(gate.normal_form(params))
+    fast = like.information(theta)
+    np.testing.assert_allclose(fast, -like.hessian(theta), atol=1e-7 * np.max(np.abs(fast)))
+    like._blocks = False
+    np.testing.assert_allclose(fast, like.information(theta), rtol=0,
+                               atol=1e-11 * np.max(np.abs(fast)))
+
+
+def test_information_reuses_the_e_step_of_the_last_evaluation_at_its_point_only():
+    gate, params, X, y, like = _setup("softmax", n=300)
+    theta = like.pack(params)
+    other = theta + 0.2
+    fresh = like.information(theta)
+    like.evaluate(theta)                          # kept: the E-step at theta
+    assert like._kept is not None
+    np.testing.assert_array_equal(like.information(theta), fresh)
+    like.evaluate(other)                          # kept: another point's E-step
+    np.testing.assert_array_equal(like.information(theta), fresh)
+    like.evaluate(theta, score=False)             # a value alone keeps nothing new
+    np.testing.assert_array_equal(like.information(theta), fresh)
+    np.testing.assert_allclose(like.information(other), -like.hessian(other),
+                               atol=1e-7 * np.max(np.abs(fresh)))

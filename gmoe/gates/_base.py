@@ -322,6 +322,16 @@ class Gate(ABC):
         """
         raise NotImplementedError(f"the {self.name} gate does not supply its logit Jacobian")
 
+    def free_logit_blocks(self, state, design: Design) -> list | None:
+        """The logit Jacobian by experts, when expert i's logit depends on its own
+        free coordinates only: a list of k arrays of shape (q_i, n) (None for
+        ``q_i = 0``), the blocks of :meth:`free_logit_jacobian` in the order of the
+        free vector. None (the default): the Jacobian has no such structure (a shared
+        coordinate such as a learned temperature), and the observed information
+        takes the general route.
+        """
+        return None
+
     def free_score(self, state, design: Design, resp_T: np.ndarray,
                    mask: np.ndarray | None = None) -> np.ndarray:
         """Gradient of ``sum_n sum_i r_ni log g_i(x_n)`` in the free vector.

@@ -346,6 +346,11 @@ class SmoothGate(Gate):
             J[:, -1, :] = t
         return J
 
+    def free_logit_blocks(self, state: _Point, design: Design) -> list | None:
+        beta0, beta1, tau = self._arrays(state.theta, state.eta.shape[0], design.d)
+        blocks, t = self._jacobian(beta0, beta1, tau, design, state.eta, state.cache)
+        return None if t is not None else blocks
+
     def free_score(self, state: _Point, design: Design, resp_T, mask=None) -> np.ndarray:
         return self._grad_fisher(state, design, resp_T, mask, fisher=False)[0]
 

@@ -136,6 +136,9 @@ class SoftmaxGate(Gate):
             J[i, i * p:(i + 1) * p] = design.ZT
         return J
 
+    def free_logit_blocks(self, state, design):
+        return [design.ZT] * (state.P.shape[0] - 1) + [None]
+
     def free_score(self, state, design, resp_T, mask=None):
         G = resp_T[:-1] - state.P[:-1] * resp_T.sum(axis=0)
         return (G @ design.ZT.T).ravel()
