@@ -18,9 +18,9 @@ log-variance), the information summed over the rows is
 (minus the logit curvature when the logits are not linear, added by the caller).
 The ``r r`` parts of all three are the single product ``F diag(w) F^T`` with
 ``F = (r_j B_j, r_i G_i)``; the rest are corrections on the diagonal blocks and the
-``P P`` term of the gate block. The derivation is in docs/theory.md, "Standard
-errors"; the tests compare it with Louis' identity term by term and with central
-differences of the score.
+``P P`` term of the gate block. The formulas are in docs/theory.md, "Certified
+fits and inference" (Inference); the tests compare them with Louis' identity term
+by term and with central differences of the score.
 """
 
 from __future__ import annotations
