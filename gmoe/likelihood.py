@@ -74,8 +74,8 @@ class FreeLikelihood:
         #: the information by the per-expert logit blocks where the gate has them
         #: (:mod:`gmoe._information`); False: Louis' identity term by term
         self._blocks = True
-        #: (theta's bytes, per-chunk (gate state, residuals, responsibilities)) of
-        #: the last evaluate() with the score: its information reuses that E-step
+        #: (:meth:`_key`, per-chunk (gate state, residuals, responsibilities)) of the
+        #: last evaluate() with the score: the information at that point reuses it
         self._kept = None
 
     # ------------------------------------------------------------ layout
@@ -143,7 +143,7 @@ class FreeLikelihood:
         if not np.isfinite(ll):
             return -np.inf, None
         if score:  # the information at this point starts from its E-step
-            self._kept = (np.asarray(theta, dtype=float).tobytes(), kept)
+            self._kept = (self._key(theta), kept)
         return ll, grad
 
     def _evaluate_part(self, gate_part, a, b, logvar, design, score: bool, kept=None):
@@ -217,10 +217,8 @@ class FreeLikelihood:
             return -self.hessian(theta)
         # the E-step of the last evaluate() with the score, when it was at theta
         kept = None
-        if chunk is None and self._kept is not None:
-            key, parts = self._kept
-            if key == np.asarray(theta, dtype=float).tobytes():
-                kept = parts
+        if chunk is None and self._kept is not None and self._same(self._kept[0], theta):
+            kept = self._kept[1]
         chunk = CHUNK if chunk is None else int(chunk)
         info = np.zeros((self.m, self.m))
         for index, start in enumerate(range(0, design.n, chunk)):
@@ -297,6 +295,17 @@ class FreeLikelihood:
             block[d + 1, d + 1] = np.dot(rw[i], 0.5 * u[i] - 0.25 * (u[i] - 1.0) ** 2)
             info[np.ix_(idx, idx)] += block
         return info
+
+    def _key(self, theta) -> tuple:
+        """What an E-step depends on: the point, and the selection and weights held."""
+        return (np.asarray(theta, dtype=float).tobytes(), self.mask, self.weight)
+
+    def _same(self, key: tuple, theta) -> bool:
+        """Whether ``key`` is that of ``theta`` now (the selection and the weights
+        compared by identity: replacing either invalidates a kept E-step)."""
+        point, mask, weight = key
+        return (mask is self.mask and weight is self.weight
+                and point == np.asarray(theta, dtype=float).tobytes())
 
     def _chunk_mask(self, design, gate_part):
         if self.mask is None:

@@ -179,3 +179,17 @@ def test_information_reuses_the_e_step_of_the_last_evaluation_at_its_point_only(
     np.testing.assert_array_equal(like.information(theta), fresh)
     np.testing.assert_allclose(like.information(other), -like.hessian(other),
                                atol=1e-7 * np.max(np.abs(fresh)))
+
+
+def test_a_new_selection_makes_the_kept_e_step_stale():
+    gate, params, X, y, like = _setup(GATES["topk-slope"], n=300)
+    theta = like.pack(params)
+    moved = theta.copy()
+    moved[:like.m_gate] += 2.0 * np.random.default_rng(3).standard_normal(like.m_gate)
+    other_mask = gate.selection_mask(like.design, like.unpack(moved))
+    assert not np.array_equal(other_mask, like.mask)
+    like.evaluate(theta)
+    like.mask = other_mask
+    kept_then_new = like.information(theta)
+    like._kept = None
+    np.testing.assert_array_equal(kept_then_new, like.information(theta))
