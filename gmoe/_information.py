@@ -30,15 +30,15 @@ import numpy as np
 __all__ = ["block_information"]
 
 
-def block_information(XT: np.ndarray, weight: np.ndarray | None, resp: np.ndarray,
+def block_information(ZT: np.ndarray, weight: np.ndarray | None, resp: np.ndarray,
                       P: np.ndarray, resid: np.ndarray, inv_var: np.ndarray,
                       blocks: list, m_gate: int) -> np.ndarray:
     """Observed information of the rows of one chunk, in the free-vector layout.
 
     Parameters
     ----------
-    XT : ndarray of shape (d, n)
-        The covariates, transposed.
+    ZT : ndarray of shape (d + 1, n)
+        The regression design ``[X^T; 1]`` (:attr:`gmoe._design.Design.ZT`).
     weight : ndarray of shape (n,) or None
         Sample weights.
     resp, P, resid : ndarray of shape (k, n)
@@ -56,8 +56,9 @@ def block_information(XT: np.ndarray, weight: np.ndarray | None, resp: np.ndarra
         Not yet symmetrised (the caller sums chunks, then symmetrises).
     """
     k, n = resp.shape
-    d = XT.shape[0]
-    p = d + 1
+    p = ZT.shape[0]
+    d = p - 1
+    XT = ZT[:d]
     m = m_gate + k * (p + 1)
     w = weight
     ev = resid * inv_var[:, None]                 # e / v
@@ -108,9 +109,6 @@ def block_information(XT: np.ndarray, weight: np.ndarray | None, resp: np.ndarra
     np.multiply(h, h, out=coef[2])
     np.subtract(0.5 * u, coef[2], out=coef[2])               # log-variance twice
     coef *= rw
-    ZT = np.empty((p, n))
-    ZT[:d] = XT
-    ZT[d] = 1.0
     zz = (ZT[:, None, :] * ZT[None, :, :]).reshape(p * p, n)
     A = (coef[0] @ zz.T).reshape(k, p, p)
     Bz = coef[1] @ ZT.T

@@ -230,8 +230,10 @@ class FreeLikelihood:
     def _information_part(self, theta, design, kept=None) -> np.ndarray:
         k, d, mg, m = self.k, self.d, self.m_gate, self.m
         gate_part, a, b, logvar = self._split(theta)
-        mask = self._chunk_mask(design, gate_part)
         inv_var = np.exp(-logvar)
+        # the selection: for the E-step, and for the curvature of non-linear logits
+        mask = (self._chunk_mask(design, gate_part)
+                if kept is None or not self.gate.linear_logits else None)
         if kept is None:
             state = self.gate.free_state(gate_part, design, k, mask)
             e = design.y - (a @ design.XT + b[:, None])          # residuals (k, n)
@@ -243,7 +245,7 @@ class FreeLikelihood:
         blocks = self.gate.free_logit_blocks(state, design) if self._blocks else None
         if blocks is not None:
             weight = None if self.weight is None else self.weight[design.rows]
-            info = block_information(design.XT, weight, resp, state.P, e, inv_var, blocks,
+            info = block_information(design.ZT, weight, resp, state.P, e, inv_var, blocks,
                                      mg)
             if not self.gate.linear_logits:
                 info[:mg, :mg] -= self._logit_curvature(

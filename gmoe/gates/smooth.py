@@ -332,10 +332,14 @@ class SmoothGate(Gate):
         log_w, P, _ = masked_log_softmax_T(eta, mask)
         return _Point(theta, eta, cache, log_w, P, np.nan)
 
+    def _state_jacobian(self, state: _Point, design: Design):
+        """:meth:`_jacobian` at a state of :meth:`free_state`: ``(blocks, t)``."""
+        beta0, beta1, tau = self._arrays(state.theta, state.eta.shape[0], design.d)
+        return self._jacobian(beta0, beta1, tau, design, state.eta, state.cache)
+
     def free_logit_jacobian(self, state: _Point, design: Design) -> np.ndarray:
         k = state.eta.shape[0]
-        beta0, beta1, tau = self._arrays(state.theta, k, design.d)
-        blocks, t = self._jacobian(beta0, beta1, tau, design, state.eta, state.cache)
+        blocks, t = self._state_jacobian(state, design)
         J = np.zeros((k, state.theta.size, design.n))
         offset = 0
         for i, B in enumerate(blocks):
@@ -347,8 +351,7 @@ class SmoothGate(Gate):
         return J
 
     def free_logit_blocks(self, state: _Point, design: Design) -> list | None:
-        beta0, beta1, tau = self._arrays(state.theta, state.eta.shape[0], design.d)
-        blocks, t = self._jacobian(beta0, beta1, tau, design, state.eta, state.cache)
+        blocks, t = self._state_jacobian(state, design)
         return None if t is not None else blocks
 
     def free_score(self, state: _Point, design: Design, resp_T, mask=None) -> np.ndarray:
