@@ -488,7 +488,9 @@ def test_select_command_takes_a_weights_column(two_experts, tmp_path, capsys):
                  "--out", str(tmp_path / "w.png"), "--n-init", "2"])
     out = capsys.readouterr().out
     assert code == 0 and "features: x; response: y" in out and "k = 2" in out
-    assert f"n = {w.sum()} (sum of the weights)" in out
+    # n once, with the weights' total and the rows they weigh
+    assert out.count("n = ") == 1
+    assert f"n = {w.sum()} (sum of the weights of {(w > 0).sum()} rows)" in out
 
 
 @pytest.mark.parametrize("args,expected", [

@@ -37,8 +37,8 @@ def select_command(X, y, xcols: list, ycol: str, *, k_max: int, method: str, out
     out = Path(out)
     fig.savefig(out, dpi=130)
     plt.close(fig)
-    n = len(y) if sample_weight is None else f"{float(sum(sample_weight)):.6g} (sum of the weights)"
-    lines = [f"features: {', '.join(xcols)}; response: {ycol}; n = {n}",
+    # n is in the summary's first line (with the weights' total when weighted)
+    lines = [f"features: {', '.join(xcols)}; response: {ycol}",
              result.summary(),
              f"k = {result.k}",
              f"picture: {out}"]
