@@ -94,7 +94,9 @@ default="auto"
         :func:`gmoe.fit_em` and docs/theory.md, "Certified fits and inference").
         Standard errors (:meth:`cov_params`, :attr:`bse`, :meth:`conf_int`) need it.
     gtol : float, default=1e-8
-        Certification tolerance on the score per sample.
+        Certification tolerance on the score's largest component per sample, in the
+        fit's free coordinates (standardised ones with ``standardize=True``, where it
+        does not depend on the units of X and y).
     var_floor : float, optional
         Lower bound of the variances, in the units of y squared (default
         ``1e-6 var(y)``, see :func:`gmoe.fit_em`); a fit at the bound is degenerate.
