@@ -274,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-jobs", type=int, default=-1, help="parallel workers (default: all)")
     p.add_argument("--out", default="results",
                    help="folder of the results folders, one per config (default: results)")
-    p.add_argument("--figures", default=None, help="also copy figures to this folder")
+    p.add_argument("--figures", default=None,
+                   help="also archive each config's figures, rate table, config and "
+                        "results in this folder's NAME/ (the committed figures/ layout)")
     p.add_argument("--name", action="append", help="only this built-in config (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_reproduce)

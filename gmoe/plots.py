@@ -10,6 +10,7 @@ import numpy as np
 from .parameter_errors import ParameterErrors
 from .rates import fit_rate, loss_center
 from .tables import (
+    CAP_FLAGS,
     capped_share,
     failed_share,
     load_sweep,
@@ -230,7 +231,8 @@ _FAILURES_TITLE = "failed and uncertified fits, capped losses"
 
 
 def plot_failures(results, ax=None, title: str | None = None):
-    """Share of failed fits and of capped losses against n, one colour per sub-sweep.
+    """Share of failed fits and of capped losses (``loss``, and ``loss_infimum`` where
+    some are capped) against n, one colour per sub-sweep.
 
     A fit fails when it does not succeed (e.g. it ends at the variance floor: a
     degenerate variance). A loss is capped when the translation infimum sends the
@@ -266,10 +268,13 @@ def plot_failures(results, ax=None, title: str | None = None):
             uncertified = by_n.apply(uncertified_share).to_numpy()
             ax.plot(ns, uncertified, "^:", ms=3.5, color=color,
                     label=f"{name}: not certified (incl. degenerate)")
-        if "loss_saturated" in part.columns:
-            capped = by_n.apply(capped_share).to_numpy()
-            ax.plot(ns, capped, "s--", ms=3, color=color, alpha=0.7,
-                    label=f"{name}: capped losses")
+        for metric, flag in CAP_FLAGS.items():
+            # the configured loss always (its caps, or none); the infimum
+            # convention's loss beside it where some of its values are capped
+            if flag in part.columns and (metric == "loss" or df[flag].eq(True).any()):
+                capped = by_n.apply(capped_share, metric=metric).to_numpy()
+                ax.plot(ns, capped, "s--" if metric == "loss" else "d-.", ms=3,
+                        color=color, alpha=0.7, label=f"{name}: capped {metric} values")
     ax.set_xscale("log")
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel("share of replications")
@@ -296,8 +301,8 @@ def plot_sweep(out_dir, metrics=None, center: str = "median", formats=("png", "p
     df, meta = load_sweep(out_dir)
     theory = theories(meta)
     # the failures figure goes with the default set of figures only
-    failures = metrics is None and (failed_share(df) > 0 or capped_share(df) > 0
-                                    or uncertified_share(df) > 0)
+    failures = metrics is None and (failed_share(df) > 0 or uncertified_share(df) > 0
+                                    or any(capped_share(df, m) > 0 for m in CAP_FLAGS))
     default = metrics is None
     metrics = default_metrics(df, theory) if metrics is None else metrics
     dest = Path(out_dir) if dest is None else Path(dest)

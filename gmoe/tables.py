@@ -57,9 +57,15 @@ def failed_share(df) -> float:
     return _share(df, "status", lambda s: s != "ok")
 
 
-def capped_share(df) -> float:
-    """Share of the losses at the translation infimum's cap."""
-    return _share(df, "loss_saturated", lambda s: s == True)  # noqa: E712
+#: The column flagging a loss at the translation infimum's cap, by metric (the
+#: configured loss, and the infimum convention's loss recorded beside it).
+CAP_FLAGS = {"loss": "loss_saturated", "loss_infimum": "loss_infimum_saturated"}
+
+
+def capped_share(df, metric: str = "loss") -> float:
+    """Share of ``metric``'s values at the translation infimum's cap (NaN if the
+    metric has no cap or it was not recorded)."""
+    return _share(df, CAP_FLAGS.get(metric, ""), lambda s: s == True)  # noqa: E712
 
 
 def uncertified_share(df) -> float:
@@ -77,6 +83,15 @@ def verdict_range(meta: dict) -> tuple[float, float]:
     configs = meta.get("configs", [])
     verdict = configs[0].get("verdict", {}) if configs else {}
     return float(verdict.get("n_min", 0)), float(verdict.get("n_max", np.inf))
+
+
+def _capped_used(part, metric: str, used: np.ndarray) -> float:
+    """Share of the values a slope rests on that sit at the infimum's cap (a median
+    at the cap is the cap, not a rate)."""
+    flag = CAP_FLAGS.get(metric)
+    if flag not in part.columns or not used.any():
+        return np.nan
+    return float(np.mean(part[flag].to_numpy()[used] == True))  # noqa: E712
 
 
 def metric_values(part, metric: str, certified_only: bool = True) -> np.ndarray:
@@ -133,8 +148,9 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
         if none), ``uncertified`` (the share of fits that are not certified maxima,
         and ``uncertified_max_n`` its largest value at one n), ``degenerate`` (a
         variance at the floor), ``failed`` (the share of the sub-sweep's
-        fits that did not succeed, e.g. a degenerate variance) and ``capped`` (for the
-        loss: the share of losses at the translation infimum's cap, see
+        fits that did not succeed, e.g. a degenerate variance) and ``capped`` (for a
+        loss with a cap, ``loss`` and ``loss_infimum``: the share of the values the
+        slope rests on that sit at the translation infimum's cap, see
         :func:`gmoe.losses.voronoi_loss`).
     """
     import pandas as pd
@@ -165,7 +181,7 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
                    "uncertified": uncertified_share(part),
                    "uncertified_max_n": float(uncertified.max()) if len(uncertified) else np.nan,
                    "degenerate": degenerate_share(part),
-                   "capped": capped_share(part) if metric == "loss" else np.nan,
+                   "capped": _capped_used(part, metric, used),
                    "n_min": float(n[used].min()) if used.any() else np.nan,
                    "n_max": float(n[used].max()) if used.any() else np.nan}
             try:
@@ -217,7 +233,9 @@ def format_rates(table) -> str:
                  "uncert = share not certified, degen = share with a variance at the floor; "
                  "fitted on the n-range shown (the sizes in the declared range that have "
                  "values; '(k n excluded)': sizes in it without); wide = the interval "
-                 "holds the theory and 0 (inconclusive)")
+                 "holds the theory and 0 (inconclusive); capped = share of the values "
+                 "the slope rests on at the infimum convention's cap (a median there is "
+                 "the cap, not a rate)")
     return "\n".join(lines)
 
 

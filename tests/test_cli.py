@@ -91,9 +91,15 @@ def test_reproduce_runs_named_builtin_and_copies_figures(tmp_path):
     proc = run_cli("reproduce", "--quick", "--name", "softmax-exact", "--out",
                    str(tmp_path / "res"), "--figures", str(tmp_path / "fig"), "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "fig" / "softmax-exact_loss.png").exists()
-    assert (tmp_path / "fig" / "softmax-exact.rates.csv").exists()
+    # the committed figures/NAME layout, which gmoe rates and gmoe plot read back
+    archived = tmp_path / "fig" / "softmax-exact"
+    for name in ("softmax-exact_loss.png", "rates.txt", "rates.csv", "sweep.json",
+                 "results.jsonl.gz"):
+        assert (archived / name).exists(), name
     assert "hellinger" in proc.stdout
+    rates = run_cli("rates", str(archived))
+    assert rates.returncode == 0, rates.stderr
+    assert rates.stdout.strip() == (archived / "rates.txt").read_text().strip()
     import json
 
     meta = json.loads((tmp_path / "res" / "softmax-exact-quick" / "sweep.json").read_text())

@@ -205,6 +205,20 @@ def test_rate_table_counts_failed_fits_and_capped_losses_and_plots_them(tmp_path
     failed_line, capped_line = fig.axes[0].get_lines()[:2]
     np.testing.assert_allclose(failed_line.get_ydata(), [0.25] * 4)
     np.testing.assert_allclose(capped_line.get_ydata(), [1, 0.5, 0, 0])
+    # the infimum convention's loss recorded beside a mass loss: its caps are counted
+    # over the values the slope rests on (certified fits in the verdict range)
+    df2 = df.assign(loss_infimum=1.0, loss_saturated=False,
+                    loss_infimum_saturated=np.arange(n.size) % 2 == 0,
+                    certified=np.arange(n.size) % 4 != 1)
+    rows2 = rate_table(df2, metrics=["loss", "loss_infimum"], theory={}).set_index("metric")
+    used = (np.arange(n.size) % 4 != 1)
+    expected = np.mean((np.arange(n.size) % 2 == 0)[used])
+    assert rows2.loc["loss_infimum", "capped"] == pytest.approx(expected)
+    assert rows2.loc["loss", "capped"] == 0.0
+    lines = plot_failures(df2).axes[0].get_lines()
+    assert [ln.get_label() for ln in lines][-2:] == ["fits: capped loss values",
+                                                    "fits: capped loss_infimum values"]
+    np.testing.assert_allclose(lines[-1].get_ydata(), [0.5] * 4)
     # a real sweep without failures or caps gets no failures figure
     run_sweep(small_config(), tmp_path / "run", n_jobs=1, progress=False)
     files = plot_sweep(tmp_path / "run", formats=("png",))
