@@ -1,15 +1,34 @@
-"""The command line's one-line errors, and its reader of CSV files of numbers
-(``gmoe fit``, ``gmoe select``)."""
+"""The command line's one-line errors, its check of the files it will write, and its
+reader of CSV files of numbers (``gmoe fit``, ``gmoe select``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-__all__ = ["CLIError", "read_table"]
+__all__ = ["CLIError", "check_output", "read_table"]
 
 
 class CLIError(Exception):
     """An error to print as one line, exit code 2."""
+
+
+def check_output(path, option: str, command: str) -> Path:
+    """The file an option names (``--save``, ``--out``), checked before any work: not a
+    folder, in a folder that exists and that this process may write (else CLIError)."""
+    path = Path(path)
+    where = f"gmoe {command}: {option} {path}"
+    if path.is_dir():
+        raise CLIError(f"{where} is a folder; give a file name")
+    folder = path.parent
+    if not folder.exists():
+        raise CLIError(f"{where}: no such folder: {folder}")
+    if not folder.is_dir():
+        raise CLIError(f"{where}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists()
+                                                    and not os.access(path, os.W_OK)):
+        raise CLIError(f"{where}: permission denied (cannot write there)")
+    return path
 
 
 def _column_name(name, header: bool) -> str:
@@ -17,14 +36,55 @@ def _column_name(name, header: bool) -> str:
     return f"column {name!r}" if header else f"column {name}"
 
 
-def _find_column(spec: str, columns: list, header: bool, option: str, path: Path):
-    """The column that ``--y`` or ``--index-col`` names: a header name, or a position."""
+def _find_column(spec: str, columns: list, header: bool, option: str, path: Path,
+                 positions: bool = True):
+    """The column that ``--y``, ``--weights`` or ``--index-col`` names: a header name,
+    or a position from 0 (always without a header; with one only if ``positions``)."""
     if spec in columns:
         return spec
-    if spec.isdigit() and int(spec) < len(columns):
+    if (positions or not header) and spec.isdigit() and int(spec) < len(columns):
         return columns[int(spec)]
     shown = ", ".join(map(str, columns)) if header else f"0 to {len(columns) - 1}"
-    raise CLIError(f"gmoe fit: no column {spec!r} in {path} ({option}); columns: {shown}")
+    hint = (f" ({option} takes a position only with --no-header)"
+            if header and not positions and spec.isdigit() else "")
+    raise CLIError(f"gmoe fit: no column {spec!r} in {path} ({option}); columns: "
+                   f"{shown}{hint}")
+
+
+def _check_fields(path: Path, header: bool) -> None:
+    """Every row of the file has as many fields as the header (or, without a header, as
+    the first row); else one line naming the first row that does not, and the counts.
+
+    pandas would otherwise read a row with an extra field as a row label (the first
+    column silently dropped when every row has one) or fill a short row with empty
+    cells (blamed on the next line). Blank lines are left to the reader's own check.
+    """
+    import csv
+
+    expected = first = None
+    line = 0  # the last line read: a record starts on the next one (quoted fields span)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle, skipinitialspace=True)
+            for row in reader:
+                start, line = line + 1, reader.line_num
+                if len(row) <= 1 and not "".join(row).strip():
+                    continue  # a blank line
+                if expected is None:
+                    expected, first = len(row), start
+                elif len(row) != expected:
+                    ref = "the header" if header else f"line {first}"
+                    extra = row[expected:]
+                    hint = (" (a trailing comma?)" if extra and not "".join(extra).strip()
+                            else "")
+                    raise CLIError(f"gmoe fit: {path}, line {start} has {len(row)} "
+                                   f"field{'s' if len(row) != 1 else ''}, {ref} has "
+                                   f"{expected}{hint}")
+    except UnicodeDecodeError:
+        raise CLIError(f"gmoe fit: {path} is not a text (UTF-8) CSV file") from None
+    except csv.Error as exc:
+        raise CLIError(f"gmoe fit: cannot read {path} as CSV: line {line + 1}: {exc}") \
+            from None
 
 
 def read_table(path: Path, header: bool, index_col: str | None, y_col: str | None,
@@ -38,6 +98,7 @@ def read_table(path: Path, header: bool, index_col: str | None, y_col: str | Non
     import numpy as np
     import pandas as pd
 
+    _check_fields(path, header)
     try:
         # every cell as text: the checks below can then name what they found
         table = pd.read_csv(path, header=0 if header else None, dtype=str,
@@ -70,7 +131,10 @@ def read_table(path: Path, header: bool, index_col: str | None, y_col: str | Non
     blank = np.flatnonzero(~filled[: len(table)])
     if blank.size:
         raise CLIError(f"gmoe fit: {path}, line {blank[0] + first_line} is blank")
-    ycol = columns[-1] if y_col is None else _find_column(y_col, columns, header, "--y", path)
+    # --y takes a position only without a header (its help says so); --weights and
+    # --index-col by name or position (--index-col 0: the unnamed column of to_csv)
+    ycol = (columns[-1] if y_col is None
+            else _find_column(y_col, columns, header, "--y", path, positions=False))
     wcol = (None if weight_col is None
             else _find_column(weight_col, columns, header, "--weights", path))
     if wcol is not None and wcol == ycol:

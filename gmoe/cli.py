@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from ._cli_csv import CLIError, read_table
+from ._cli_csv import CLIError, check_output, read_table
 from .rates import CENTERS
 
 __all__ = ["main"]
@@ -144,6 +144,8 @@ def _cmd_fit(args) -> int:
     path = Path(args.data)
     if not path.is_file():
         raise CLIError(f"gmoe fit: no such file: {path}")
+    if args.save:  # before the fit, not after it
+        check_output(args.save, "--save", "fit")
     X, y, w, xcols, ycol = read_table(path, header=not args.no_header,
                                        index_col=args.index_col, y_col=args.y,
                                        weight_col=args.weights)
@@ -167,22 +169,31 @@ def _cmd_fit(args) -> int:
 
 
 def _cmd_select(args) -> int:
-    from .selection.cli import select_command
+    from .selection.cli import check_picture, select_command
 
     path = Path(args.data)
     if not path.is_file():
         raise CLIError(f"gmoe select: no such file: {path}")
     if args.k_max < 1:
         raise CLIError(f"gmoe select: --k-max must be an integer >= 1, got {args.k_max}")
+    out = check_output(args.out or f"{path.stem}_dendrogram.png", "--out", "select")
+    try:
+        check_picture(out)
+    except ValueError as exc:
+        raise CLIError(f"gmoe select: {exc}") from None
     try:
         X, y, w, xcols, ycol = read_table(path, header=not args.no_header,
                                            index_col=args.index_col, y_col=args.y,
                                            weight_col=args.weights)
     except CLIError as exc:  # the reader speaks as gmoe fit
         raise CLIError(str(exc).replace("gmoe fit:", "gmoe select:", 1)) from None
-    out = Path(args.out) if args.out else Path(f"{path.stem}_dendrogram.png")
-    print(select_command(X, y, xcols, ycol, k_max=args.k_max, method=args.method, out=out,
-                         n_init=args.n_init, seed=args.seed, sample_weight=w))
+    text, failed = select_command(X, y, xcols, ycol, k_max=args.k_max, method=args.method,
+                                  out=out, n_init=args.n_init, seed=args.seed,
+                                  sample_weight=w)
+    if failed:  # as gmoe fit: exit status 1, one line
+        print(f"gmoe select: {failed}", file=sys.stderr)
+        return 1
+    print(text)
     return 0
 
 
@@ -332,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dendrogram (one fit with k-max experts, default), or aic, bic, icl "
                         "(a fit for every k)")
     p.add_argument("--out", default=None, metavar="PNG",
-                   help="the dendrogram picture (default: DATA_dendrogram.png here)")
+                   help="the dendrogram picture; its suffix is the format: png, pdf, svg, ... "
+                        "(default: DATA_dendrogram.png here)")
     p.add_argument("--y", default=None, metavar="NAME", help="the response column, as for fit")
     p.add_argument("--no-header", action="store_true", help="the file has no header row")
     p.add_argument("--index-col", default=None, metavar="COL",
@@ -348,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Entry point of the ``gmoe`` console script.
 
-    Exit status: 0 on success, 1 when ``gmoe fit`` fails or its reader goes away
+    Exit status: 0 on success, 1 when the fit of ``gmoe fit`` (or every fit
+    ``gmoe select`` would choose from) fails or the reader of stdout goes away
     (a closed pipe), 2 for bad input (one line on stderr), 130 when interrupted.
     Warnings are printed as one line each (``gmoe: warning: ...``).
     """

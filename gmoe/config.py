@@ -139,6 +139,20 @@ def _n_values(table: dict, name: str) -> list[int]:
     return sorted({int(round(v)) for v in vals})
 
 
+def _truth_error(truth: dict, exc: Exception) -> str:
+    """What a failed build of ``[truth]`` says: the key of an array that is not numbers
+    in rows of one length, and its shape; else the parameters' own message."""
+    k = f" with k = {len(truth['beta0'])}" if isinstance(truth.get("beta0"), list) else ""
+    for key in ("beta0", "beta1", "a", "b", "var", "sd", "gate_cov"):
+        try:
+            np.array(truth.get(key, 0.0), dtype=float)
+        except (ValueError, TypeError):
+            shape = {"beta1": "(k, d)", "a": "(k, d)", "gate_cov": "(k, d, d)"}.get(key, "(k,)")
+            return (f"key 'truth.{key}' must be an array of numbers of shape {shape}{k}, "
+                    f"its rows of one length; got {truth[key]!r}")
+    return f"key 'truth': {exc}"
+
+
 @dataclass(frozen=True)
 class SimConfig:
     """A validated, resolved simulation config (one sub-sweep: no ``grid`` left).
@@ -173,7 +187,7 @@ class SimConfig:
             gate = make_gate(truth["gate"])
             gate.check_params(gate.prepare(params))
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{_where(name)}key 'truth': {exc}") from None
+            raise ConfigError(_where(name) + _truth_error(truth, exc)) from None
         # a gate that models X (the Gaussian gate) draws X from its own mixture: the
         # X law "gate", the default for it and only for it
         models_x = getattr(gate, "models_x", False)
@@ -354,10 +368,17 @@ class SimConfig:
 
 def expand(data: dict, quick: bool = False) -> list[SimConfig]:
     """Apply ``[quick]`` (if asked) and expand ``[grid]`` and ``[compare]`` into one
-    SimConfig per combination (see :mod:`gmoe._config_grid`)."""
+    SimConfig per combination (see :mod:`gmoe._config_grid`); both profiles are checked."""
     from ._config_grid import expand_config
 
-    return expand_config(data, quick)
+    if not (isinstance(data, dict) and "quick" in data):
+        return expand_config(data, quick)
+    full = expand_config(data, False)  # the values [quick] overrides are checked too
+    try:
+        fast = expand_config(data, True)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (with the [quick] profile applied)") from None
+    return fast if quick else full
 
 
 def _builtin_dir():
@@ -390,13 +411,18 @@ def read_config(source) -> dict:
     if path.suffix == ".toml" or path.is_file():
         if not path.is_file():
             raise ConfigError(f"config file not found: {source}")
-        text = path.read_text()
     else:
-        entry = _builtin_dir() / f"{source}.toml"
-        if not entry.is_file():
+        path = _builtin_dir() / f"{source}.toml"
+        if not path.is_file():
             raise ConfigError(f"no built-in config named {source!r}; known: "
                               + ", ".join(list_configs()))
-        text = entry.read_text()
+    try:  # TOML is UTF-8
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {source} is not UTF-8 text, as TOML must be "
+                          f"({exc.reason}: byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {source}: {exc.strerror or exc}") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

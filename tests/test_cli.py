@@ -167,7 +167,14 @@ def one_line(err: str) -> str:
     ("x,y\n1,2\n3,inf\n-inf,6\n", "line 3, column 'y': 'inf' is not a finite number "
                                   "(and 1 more such cell)"),
     ("x,y\n1,2\n\n5,6\n", "line 3 is blank"),
-    ("x,y\n1,2\n3,4,5\n", "Expected 2 fields in line 3"),
+    ("x,y\n1,2\n3,4,5\n", "line 3 has 3 fields, the header has 2"),
+    # a row of the wrong length is blamed, not the next one or a cell pandas padded
+    ("x1,x2,y\n1,2,3,9\n4,5,1\n7,8,9\n", "line 2 has 4 fields, the header has 3"),
+    ("x1,x2,y\n1,2,3\n4,5\n7,8,9\n", "line 3 has 2 fields, the header has 3"),
+    ("x,y\n1,2,\n3,4,\n", "line 2 has 3 fields, the header has 2 (a trailing comma?)"),
+    # one value more on every row: not the first column taken as row labels
+    ("x1,x2,y\n1,2,3,5\n4,5,1,6\n7,8,9,7\n", "line 2 has 4 fields, the header has 3"),
+    ('x,y\n1,"2\n3"\n4,5,6\n', "line 4 has 3 fields"),  # a quoted field spans lines
     ("y\n1\n2\n", "at least one feature column"),
 ])
 def test_fit_reports_a_bad_csv_in_one_line_naming_row_and_column(tmp_path, capsys, body,
@@ -177,6 +184,29 @@ def test_fit_reports_a_bad_csv_in_one_line_naming_row_and_column(tmp_path, capsy
     code, _, err = fit_cli(capsys, path)
     assert code == 2
     assert expected in one_line(err)
+
+
+def test_fit_without_header_counts_the_fields_of_the_first_row(tmp_path, capsys):
+    path = tmp_path / "nohead.csv"
+    path.write_text("1,2,3\n4,5,6\n7,8\n")
+    code, _, err = fit_cli(capsys, path, "--no-header")
+    assert code == 2 and "line 3 has 2 fields, line 1 has 3" in one_line(err)
+
+
+def test_fit_y_takes_a_position_only_without_header(tmp_path, capsys):
+    # with a header, --y 1 is a name: no column '1', not the column at position 1
+    x, y = two_regimes()
+    path = tmp_path / "data.csv"
+    rows = "".join(f"{a},{-a},{b}\n" for a, b in zip(x, y, strict=True))
+    path.write_text("x1,x2,y\n" + rows)
+    code, out, err = fit_cli(capsys, path, "--y", "1")
+    assert code == 2 and not out
+    line = one_line(err)
+    assert "no column '1'" in line and "--y takes a position only with --no-header" in line
+    # --index-col and --weights take positions as their help says (the unnamed index
+    # column of pandas' to_csv has no name to give)
+    code, out, err = fit_cli(capsys, path, "--index-col", "1")
+    assert code == 0 and "features: x1; response: y" in out, err
 
 
 def test_fit_reads_quoted_numbers_and_tolerates_trailing_blank_lines(tmp_path, capsys):
@@ -325,7 +355,8 @@ def test_fit_of_a_constant_response_warns_and_exits_1(tmp_path, capsys):
     path.write_text("x,y\n" + "".join(f"{i / 50},2.5\n" for i in range(50)))
     code, out, err = fit_cli(capsys, path)
     assert code == 1
-    assert "gmoe: warning: the response y is constant (2.5 to 8 significant digits)" in err
+    # (the number of digits is _scaling's, not the command's)
+    assert "gmoe: warning: the response y is constant (2.5 to " in err
     assert "gmoe fit: the fit failed: degenerate variance" in err
 
 
@@ -390,3 +421,92 @@ def test_a_closed_pipe_ends_quietly_without_traceback(data_csv, args):
     proc.stderr.close()
     assert proc.returncode in (0, 1)
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+# -- output files are checked before any work --------------------------------------------
+
+def _no_work(monkeypatch):
+    """Make the fits of gmoe fit and gmoe select fail the test if they run."""
+    from gmoe.estimator import MoERegressor
+    from gmoe.selection import select
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the command worked before checking its output file")
+
+    monkeypatch.setattr(MoERegressor, "fit", refuse)
+    monkeypatch.setattr(select, "select_experts", refuse)
+
+
+@pytest.mark.parametrize("command,option,target,expected", [
+    ("fit", "--save", "missing/x.json", "--save {}: no such folder"),
+    ("fit", "--save", ".", "is a folder"),
+    ("select", "--out", "missing/x.png", "--out {}: no such folder"),
+    ("select", "--out", ".", "is a folder"),
+    ("select", "--out", "tree", "has no suffix"),
+    ("select", "--out", "tree.txt", "matplotlib cannot write .txt pictures"),
+])
+def test_a_bad_output_path_exits_2_before_the_fit(data_csv, capsys, monkeypatch, command,
+                                                  option, target, expected):
+    _no_work(monkeypatch)
+    target = str(data_csv.parent / target)
+    code = main([command, str(data_csv), option, target, "--n-init", "1"])
+    out, err = capsys.readouterr()
+    assert code == 2 and not out
+    assert expected.format(target) in one_line(err)
+
+
+def test_an_unwritable_output_folder_exits_2_before_the_fit(data_csv, capsys, monkeypatch):
+    import gmoe._cli_csv
+
+    _no_work(monkeypatch)
+    monkeypatch.setattr(gmoe._cli_csv.os, "access", lambda *args: False)
+    for command, option in (("fit", "--save"), ("select", "--out")):
+        code = main([command, str(data_csv), option, str(data_csv.parent / "x.png")])
+        out, err = capsys.readouterr()
+        assert code == 2 and not out and "permission denied" in one_line(err)
+
+
+# -- gmoe select: failed fits choose no k -------------------------------------------------
+
+@pytest.mark.parametrize("method,expected", [
+    ("dendrogram", "gmoe select: the 3-expert fit failed: degenerate variance"),
+    ("bic", "gmoe select: every fit failed (k = 1 to 3"),
+])
+def test_select_of_a_constant_response_exits_1_as_fit_does(tmp_path, capsys, method,
+                                                           expected):
+    path = tmp_path / "flat.csv"
+    path.write_text("x1,x2,y\n" + "".join(f"{i / 50},{(i * 7 % 11) / 11},3.0\n"
+                                          for i in range(60)))
+    png = tmp_path / "tree.png"
+    code = main(["select", str(path), "--k-max", "3", "--method", method, "--n-init", "1",
+                 "--out", str(png)])
+    out, err = capsys.readouterr()
+    assert code == 1 and not out and not png.exists()  # no table, no chosen k, no picture
+    lines = err.strip().splitlines()
+    assert expected in lines[-1] and "no k is chosen" in lines[-1]
+    # the rest are the fits' warnings, once each (not matplotlib's, not a traceback)
+    assert all(line.startswith("gmoe: warning: ") for line in lines[:-1]), err
+    assert sum("the response y is constant" in line for line in lines) == 1
+    assert "ylim" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("body,expected", [
+    (b"\xff\xfename = 'x'\n", "is not UTF-8 text"),
+    (b'name = "x"\nseed = 1\nreps = 2\n[truth]\nbeta0 = [0.0, 0.0]\n'
+     b'beta1 = [[1.0, 2.0], [0.0]]\na = [[1.0], [2.0]]\nb = [0.0, 1.0]\nvar = [1.0, 1.0]\n'
+     b'[fit]\nn_experts = 2\n[n_grid]\nvalues = [100, 200, 300]\n',
+     "key 'truth.beta1' must be an array of numbers of shape (k, d)"),
+    (b'name = "x"\nseed = 1\nreps = 0\n[truth]\nbeta0 = [0.0, 0.0]\n'
+     b'beta1 = [[1.0], [0.0]]\na = [[1.0], [2.0]]\nb = [0.0, 1.0]\nvar = [1.0, 1.0]\n'
+     b'[fit]\nn_experts = 2\n[n_grid]\nvalues = [100, 200, 300]\n[quick]\nreps = 1\n',
+     "key 'reps' must be an integer >= 1, got 0"),
+])
+def test_run_config_errors_name_the_file_or_key_in_one_line(tmp_path, capsys, body,
+                                                           expected):
+    path = tmp_path / "bad.toml"
+    path.write_bytes(body)
+    assert main(["run", str(path), "--quick", "--out", str(tmp_path / "out"),
+                 "--no-progress"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert expected in line and (str(path) in line or "config 'x'" in line)
+    assert not (tmp_path / "out").exists()

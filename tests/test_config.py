@@ -137,3 +137,51 @@ def test_builtin_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "softmax-exact").mkdir()
     assert load_config("softmax-exact")[0].name == "softmax-exact"
+
+
+@pytest.mark.parametrize("key,value,shape", [
+    ("beta1", [[25.0, 1.0], [0.0]], r"\(k, d\) with k = 2"),
+    ("a", [[-20.0], "x"], r"\(k, d\) with k = 2"),
+    ("sd", [0.3, [0.4, 0.1]], r"\(k,\) with k = 2"),
+    ("b", {"first": 1.0}, r"\(k,\) with k = 2"),
+])
+def test_a_ragged_or_non_numeric_truth_array_names_its_key_and_shape(key, value, shape):
+    # not numpy's "inhomogeneous shape" without the key
+    data = base()
+    data["truth"][key] = value
+    with pytest.raises(ConfigError, match=rf"key 'truth\.{key}' must be an array of "
+                                          rf"numbers of shape {shape}") as err:
+        expand(data)
+    assert "inhomogeneous" not in str(err.value)
+
+
+def test_a_config_file_that_is_not_utf8_names_the_file(tmp_path):
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\xff\xfe name = 'x'\n")
+    with pytest.raises(ConfigError, match=r"config file .*binary\.toml is not UTF-8 text"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda d: d.update(reps=0), "key 'reps' must be an integer >= 1, got 0"),
+    (lambda d: d.update(reps="many"), "key 'reps' must be an integer >= 1, got 'many'"),
+    (lambda d: d["n_grid"].update(min=10 ** 6), "key 'n_grid.max' must be >= n_grid.min"),
+    (lambda d: d["n_grid"].update(min=0), "key 'n_grid.min' must be an integer >= 2"),
+    (lambda d: d["n_grid"].update(spacing="weird"), "key 'n_grid.spacing'"),
+])
+def test_quick_checks_the_values_its_profile_overrides(mutate, match):
+    # the [quick] profile sets reps and n_grid: their full-run values are checked too
+    data = base()
+    assert {"reps", "n_grid"} <= set(data["quick"])
+    mutate(data)
+    with pytest.raises(ConfigError, match=match):
+        expand(data, quick=True)
+
+
+def test_the_full_run_checks_the_quick_profile_and_says_so():
+    data = base()
+    data["quick"]["reps"] = -8
+    for quick in (False, True):
+        with pytest.raises(ConfigError, match=r"key 'reps' must be an integer >= 1, got -8 "
+                                              r"\(with the \[quick\] profile applied\)"):
+            expand(data, quick=quick)
