@@ -8,6 +8,7 @@ from .exceptions import (
     DegenerateFitWarning,
     IdentifiabilityWarning,
     InferenceWarning,
+    SelectionWarning,
     SeparationWarning,
 )
 from .gates import (
@@ -66,6 +67,7 @@ __all__ = [
     "Normal",
     "ParameterErrors",
     "RateFit",
+    "SelectionWarning",
     "SeparationWarning",
     "SimConfig",
     "SigmoidGate",

@@ -16,6 +16,7 @@ import numpy as np
 from ._design import Design
 from ._em_loop import _run_em
 from ._scaling import Scaling
+from .experts import expert_log_density_T
 from .gates import Gate
 from .initialization import (
     kmeans_responsibilities,
@@ -24,6 +25,7 @@ from .initialization import (
     params_from_responsibilities,
     random_responsibilities,
 )
+from .model import joint_log_T
 from .params import MoEParams
 from .polish import polish as _polish
 from .settings import FitSettings
@@ -344,3 +346,34 @@ def _polish_run(run: dict, ctx: _Context) -> None:
     if run["reason"] is None or run["reason"].startswith("degenerate variance"):
         run["reason"] = (f"degenerate variance: expert(s) {floored} at the variance floor "
                          f"{floor:.3g} (a collapsing component)" if res.degenerate else None)
+
+
+#: An expert needs this many effective rows beyond its regression coefficients:
+#: with fewer than two residual degrees of freedom its variance is fitted to the
+#: rounding of a few residuals (the likelihood is unbounded as it interpolates them).
+MIN_RESIDUAL_ROWS = 2.0
+
+
+def _flag_thin_experts(run: dict, ctx: _Context) -> None:
+    """Mark a run degenerate (in place) when an expert holds fewer effective rows (its
+    responsibility mass) than its ``d + 1`` regression coefficients plus
+    :data:`MIN_RESIDUAL_ROWS`, but at least one: it is fitted to those few rows. An
+    expert with less than one row's worth is a vanishing one, not fitted to anything
+    (the fit is in effect a smaller model, whose parameters the identifiability
+    warning names)."""
+    if run["reason"] is not None or not np.isfinite(run["loglik"]):
+        return
+    design, params = ctx.design, run["params"]
+    resp, _ = joint_log_T(ctx.gate.log_weights_T(design, params),
+                          expert_log_density_T(design, params.a, params.b, params.var))
+    mass = resp.sum(axis=1) if design.weight is None else resp @ design.weight
+    need = design.d + 1 + MIN_RESIDUAL_ROWS
+    thin = np.flatnonzero((mass >= 1.0) & (mass < need))
+    if not thin.size:
+        return
+    which = ", ".join(f"{i} ({mass[i]:.3g} effective rows)" for i in thin)
+    run["reason"] = (f"degenerate expert(s) {which}: fewer than the {need:g} an expert "
+                     f"with {design.d + 1} regression coefficients needs, so the data do "
+                     "not determine its coefficients and variance")
+    run["degenerate"] = True
+    run["certified"] = False

@@ -339,9 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "--y says otherwise")
     p.add_argument("--k-max", type=int, default=6,
                    help="the largest number of experts considered (default: 6)")
-    p.add_argument("--method", default="dendrogram", choices=METHODS,
-                   help="dendrogram (one fit with k-max experts, default), or aic, bic, icl "
-                        "(a fit for every k)")
+    p.add_argument("--method", default="bic", choices=METHODS,
+                   help="bic (default), aic, icl (a fit for every k), or dendrogram (one "
+                        "fit with k-max experts; it needs them to cluster around fewer)")
     p.add_argument("--out", default=None, metavar="PNG",
                    help="the dendrogram picture; its suffix is the format: png, pdf, svg, ... "
                         "(default: DATA_dendrogram.png here)")

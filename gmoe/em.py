@@ -13,7 +13,7 @@ import numpy as np
 
 from ._design import Design
 from ._restarts import Progress as _Progress
-from ._restarts import _Context, _count_runs, _polish_run, _restarts
+from ._restarts import _Context, _count_runs, _flag_thin_experts, _polish_run, _restarts
 from ._scaling import Scaling, response_scale
 from ._threads import one_thread
 from ._validation import check_positive_int, check_sample_weight, check_X_y
@@ -121,7 +121,7 @@ default="kmeans"
     var_floor : float, optional
         Lower bound of the variances, in the units of y squared. Default:
         ``1e-6 s**2`` with ``s**2`` the (weighted) variance of y, relative to the
-        data's scale; ``s`` is at least ``1e-8 max|y|`` (a response constant to 8
+        data's scale; ``s`` is at least ``1e-12 max|y|`` (a response constant to 12
         significant digits has that scale) and 1 when y is identically 0. A fit with a
         variance at the floor is degenerate.
     init_scale : float or "published", default=1.0
@@ -152,13 +152,16 @@ default="kmeans"
         (``FitResult.nobs``), so rescaling them changes the BIC.
     standardize : bool, default=False
         Fit in standardised units (each column of X divided by its standard
-        deviation, not centred; y centred and divided by its standard deviation) and
-        map the parameters, the log-likelihood, the variance floor and the observed
-        information back to the units of X and y. The fit is then scale-free:
-        rescaling a covariate changes only its own slopes. ``MoERegressor`` does
-        this by default; sweeps do not (their data are in unit scale). Gates whose
-        weights cannot be expressed in rescaled covariates (``rescales_x`` False:
-        Laplace, Gaussian) standardise y only.
+        deviation, and centred where the gate sees x only through its logits,
+        ``Gate.shifts_x``: softmax, temperature, sigmoid, top-K with logit ranking;
+        y centred and divided by its standard deviation) and map the parameters,
+        the log-likelihood, the variance floor and the observed information back to
+        the units of X and y. The fit is then free of the units and, for those
+        gates, of the origin of x: rescaling a covariate changes only its own
+        slopes, shifting it only the intercepts. ``MoERegressor`` does this by
+        default; sweeps do not (their data are in unit scale). Gates whose weights
+        cannot be expressed in rescaled covariates (``rescales_x`` False: Laplace,
+        Gaussian) standardise y only.
     verbose : int, default=0
         1: one line on stderr per EM run and per polish (with the log-likelihood and
         the time so far); 2: also one line per 100 EM iterations.
@@ -231,7 +234,8 @@ default="kmeans"
     if warn:
         _warn_about_data(constant, y, n, k, d)
     rng = np.random.default_rng(rng)
-    scaling = (Scaling.standardize(X, y, weight, scale_x=gate.rescales_x)
+    scaling = (Scaling.standardize(X, y, weight, scale_x=gate.rescales_x,
+                                   shift_x=gate.shifts_x)
                if settings.standardize
                else Scaling.none(d))
     Xs, ys = scaling.data(X, y)
@@ -260,6 +264,13 @@ default="kmeans"
                 if report is not None:
                     report.step_done(f"log-likelihood {run['loglik']:.8g}, "
                                      f"{'certified' if run['certified'] else 'not certified'}")
+        # a degenerate fit never looks like a success: an expert fitted to fewer
+        # rows than it has parameters, or a response with nothing to fit
+        for run in runs:
+            _flag_thin_experts(run, ctx)
+            if constant and run["reason"] is None:
+                run.update(reason="the response y is constant: there is nothing to fit",
+                           certified=False, degenerate=True)
     seconds = time.perf_counter() - start_time
     for run in runs:
         run["params"] = scaling.to_original(run["params"], gate)
@@ -294,7 +305,7 @@ default="kmeans"
 def _warn_about_data(constant: bool, y: np.ndarray, n: int, k: int, d: int) -> None:
     """Warn before fitting when the data cannot support the fit."""
     if constant:
-        warnings.warn(f"the response y is constant ({y[0]:.8g} to 8 significant digits): "
+        warnings.warn(f"the response y is constant ({y[0]:.12g} to 12 significant digits): "
                       "an expert fits it exactly and its variance collapses onto the "
                       "floor; there is nothing to fit", DegenerateFitWarning, stacklevel=3)
     elif n < k * (d + 2):

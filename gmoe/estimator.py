@@ -32,9 +32,11 @@ class MoERegressor(RegressorMixin, BaseEstimator):
     ``score_samples(X)`` for scores of X alone, and a conditional density needs y).
 
     The fit runs in standardised units (``standardize=True``): each column of X is
-    divided by its standard deviation and y is centred and scaled, and the fitted
-    parameters are mapped back. Rescaling a covariate then changes only its own
-    slopes, and the fit is the same in any units.
+    divided by its standard deviation (and centred, for the gates that see x only
+    through their logits: softmax, temperature, sigmoid, top-K with logit ranking),
+    y is centred and scaled, and the fitted parameters are mapped back. Rescaling a
+    covariate then changes only its own slopes, and the fit is the same in any units
+    and from any origin of x (a year, a time stamp).
 
     Restarts are cheap by default: the ``n_init`` k-means starts come from k-means
     on a sample of 2000 rows (``kmeans_sample``) and are screened by short EM runs

@@ -9,6 +9,12 @@ class IdentifiabilityWarning(UserWarning):
     """A parameter is not identifiable from the data (e.g. an expert no point selects)."""
 
 
+class SelectionWarning(UserWarning):
+    """A choice of the number of experts that its method cannot back: the dendrogram
+    chose the largest level it has (``k_max``), where its merged levels fit worse than
+    the over-fitted model it started from."""
+
+
 class InferenceWarning(UserWarning):
     """Standard errors are not available (uncertified fit, singular information)."""
 

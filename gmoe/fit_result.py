@@ -78,7 +78,10 @@ class FitResult:
         per sample: a flat ridge), at no saddle, with every variance above the floor
         and no separating gate: ``params`` is a local maximum of the likelihood.
     degenerate : bool
-        Some variance sits at the floor (a component collapsed onto a few points).
+        Some variance sits at the floor (a component collapsed onto a few points),
+        an expert holds fewer effective rows than its regression coefficients plus
+        two (the data do not determine it), or the response is constant; ``reason``
+        says which.
     separated : bool
         A separating gate: the likelihood rises as some gate parameters run off to
         infinity (no finite maximum; warned with a SeparationWarning).
@@ -139,7 +142,7 @@ class FitResult:
         if not self.polished:
             return "the fit was not polished (fit_em(polish=False)); no certified maximum"
         if self.degenerate:
-            return "degenerate fit (a variance at the floor)"
+            return f"degenerate fit ({self.reason or 'a variance at the floor'})"
         return f"the fit is not certified ({self.polish_message})"
 
     def cov_params(self, warn: bool = True) -> np.ndarray:

@@ -3,7 +3,15 @@ import warnings
 import numpy as np
 import pytest
 
-from gmoe import ConvergenceWarning, GaussianMoE, MoEParams, Normal, SoftmaxGate, fit_em
+from gmoe import (
+    ConvergenceWarning,
+    GaussianMoE,
+    MoEParams,
+    MoERegressor,
+    Normal,
+    SoftmaxGate,
+    fit_em,
+)
 from gmoe._design import Design
 from gmoe.exceptions import DegenerateFitWarning, IdentifiabilityWarning, SeparationWarning
 from gmoe.gates._base import weighted_objective
@@ -321,17 +329,90 @@ def test_more_experts_than_samples_is_refused():
                sample_weight=[1, 1, 1, 0, 0, 0])
 
 
-def test_as_many_experts_as_samples_warns_and_names_identical_experts():
+def test_as_many_experts_as_samples_warns_and_is_degenerate():
     rng = np.random.default_rng(0)
     X = rng.uniform(-1, 1, size=(5, 1))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit_em(X, X[:, 0] + rng.normal(size=5), 5, init="auto", n_init=2, rng=0)
+        fit = fit_em(X, X[:, 0] + rng.normal(size=5), 5, init="auto", n_init=2, rng=0)
     said = {(w.category, str(w.message).split(":")[0]) for w in caught}
     assert (DegenerateFitWarning, "5 samples for 5 experts with 3 parameters each (15 in all)"
             ) in said
-    assert (IdentifiabilityWarning, "the fit has identical experts (1 = 0, 2 = 0, 3 = 0, "
-            "4 = 0)") in said
+    # every restart has experts fitted to one or two rows (variances at the floor, or
+    # too few rows for the coefficients): none is a success
+    assert (DegenerateFitWarning, "the fit failed or is degenerate") in said
+    assert not fit.success and fit.degenerate and not fit.certified
+
+
+def test_a_fit_with_two_copies_of_one_expert_names_them():
+    # a start with two identical experts stays symmetric under EM: a stationary
+    # point that is in effect a one-expert fit
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(200, 1))
+    y = 2 * X[:, 0] + 0.3 * rng.standard_normal(200)
+    start = MoEParams(beta0=[0.0, 0.0], beta1=[[0.0], [0.0]], a=[[1.0], [1.0]],
+                      b=[0.0, 0.0], var=[1.0, 1.0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = fit_em(X, y, 2, init=start)
+    said = {(w.category, str(w.message).split(":")[0]) for w in caught}
+    assert (IdentifiabilityWarning, "the fit has identical experts (1 = 0)") in said
+    assert fit.success
+
+
+@pytest.mark.parametrize("rows,flagged", [(3, True), (10, False), (0, False)])
+def test_an_expert_with_fewer_rows_than_its_parameters_plus_two_is_degenerate(rows,
+                                                                             flagged):
+    from types import SimpleNamespace
+
+    from gmoe._restarts import _flag_thin_experts
+
+    # expert 0 takes the `rows` smallest x (a sharp gate at the gap after them) and
+    # sits 50 sd away from expert 1: its responsibility mass is `rows` to 1e-12
+    x = np.sort(np.random.default_rng(1).uniform(0, 1, 100))
+    cut = 0.5 * (x[rows - 1] + x[rows]) if rows else -1.0
+    params = MoEParams(beta0=[1e4 * cut, 0.0], beta1=[[-1e4], [0.0]], a=[[0.0], [0.0]],
+                       b=[50.0, 0.0], var=[1.0, 1.0])
+    y = np.where(x < cut, 50.0, 0.0)
+    ctx = SimpleNamespace(design=Design(x[:, None], y), gate=SoftmaxGate())
+    run = {"params": params, "loglik": -1.0, "reason": None, "certified": True}
+    _flag_thin_experts(run, ctx)
+    assert (run["reason"] is not None) == flagged
+    if flagged:   # 3 rows for 2 coefficients: one residual degree of freedom
+        assert run["reason"].startswith("degenerate expert(s) 0 (3 effective rows)")
+        assert "fewer than the 4 an expert with 2 regression coefficients needs" in run[
+            "reason"]
+        assert run["degenerate"] and not run["certified"]
+
+
+def test_a_certified_fit_never_has_an_expert_below_its_parameters_plus_two():
+    # 60 rows, 20 covariates, 2 experts: a restart that gives one expert 22 rows for
+    # its 21 coefficients fits its variance to one residual degree of freedom (4.6e-5
+    # against a true 0.04) and was returned certified before the rule
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(60, 20))
+    y = np.where(X[:, 0] > 0, 3 * X[:, 0], -1 - 2 * X[:, 0]) + 0.2 * rng.standard_normal(60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = MoERegressor(n_experts=2, random_state=0).fit(X, y).result_
+    mass = fit.model.posterior(X, y).sum(axis=0)
+    assert mass.min() >= 20 + 3 or (fit.degenerate and not fit.success)
+    assert not (fit.certified and mass.min() < 20 + 3)
+
+
+def test_a_response_far_from_zero_is_data_not_a_constant():
+    # y around 1e9 with a spread of about 1.5: float64 resolves it to 7 digits
+    truth = MoEParams(beta0=[-8, 0], beta1=[[25], [0]], a=[[-20], [20]], b=[15, -5],
+                      var=[0.09, 0.16])
+    X, y = GaussianMoE(SoftmaxGate(), truth).sample(2000, rng=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateFitWarning)
+        far = fit_em(X, y + 1e9, 2, n_init=2, rng=0, standardize=True)
+    near = fit_em(X, y, 2, n_init=2, rng=0, standardize=True, warn=False)
+    assert far.certified and near.certified
+    # y + 1e9 is y rounded to 1.2e-7: the same fit up to that rounding of the data
+    assert far.loglik == pytest.approx(near.loglik, abs=1e-4)
+    np.testing.assert_allclose(far.params.b - 1e9, near.params.b, atol=1e-4)
 
 
 @pytest.mark.parametrize("rows", ["constant response", "identical rows"])
@@ -343,8 +424,11 @@ def test_constant_response_warns_and_is_degenerate(rows):
         warnings.simplefilter("always")
         fit = fit_em(X, y, 2, n_init=2, rng=0)
     messages = [str(w.message) for w in caught if w.category is DegenerateFitWarning]
-    assert messages[0].startswith("the response y is constant (2.5 to 8 significant digits)")
-    assert "degenerate variance" in messages[1] and len(caught) == 2
+    assert messages[0].startswith("the response y is constant (2.5 to 12 significant digits)")
+    # a variance at the floor, or (identical rows, where EM stops short of it) the
+    # constant response itself
+    assert ("degenerate variance" in messages[1] or "y is constant" in messages[1])
+    assert len(caught) == 2
     assert not fit.success and not fit.certified and fit.degenerate
     # the floor is relative to the data's scale, not 1e-300 (variance 1e-23 and a
     # log-likelihood of +24 per sample, presented as a fit)

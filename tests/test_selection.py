@@ -385,7 +385,8 @@ def test_select_experts_rejects_unknown_method_listing_the_methods(two_experts):
 def test_select_experts_other_errors(two_experts):
     X, y = two_experts
     with pytest.raises(ValueError, match="softmax"):
-        select_experts(X, y, 3, gate={"name": "temperature", "tau": 1.0})
+        select_experts(X, y, 3, method="dendrogram",
+                       gate={"name": "temperature", "tau": 1.0})
     with pytest.raises(ValueError, match="n_experts"):
         select_experts(X, y, 3, n_experts=2)
     with pytest.raises(ValueError, match="samples"):
@@ -467,9 +468,13 @@ def test_select_command_prints_the_table_and_writes_the_picture(two_experts_csv,
     code = main(["select", str(two_experts_csv), "--k-max", "3", "--out", str(png),
                  "--n-init", "2"])
     out = capsys.readouterr().out
-    assert code == 0
-    assert "dsc" in out and "k = 2" in out and f"picture: {png}" in out
+    assert code == 0   # BIC by default
+    assert "method = bic" in out and "k = 2" in out and f"picture: {png}" in out
     assert png.read_bytes()[:4] == b"\x89PNG"
+    code = main(["select", str(two_experts_csv), "--k-max", "3", "--method", "dendrogram",
+                 "--out", str(tmp_path / "d.png"), "--n-init", "2"])
+    out = capsys.readouterr().out
+    assert code == 0 and "dsc" in out and "k = 2" in out
     code = main(["select", str(two_experts_csv), "--k-max", "3", "--method", "bic",
                  "--out", str(tmp_path / "b.png"), "--n-init", "2"])
     out = capsys.readouterr().out
@@ -580,3 +585,24 @@ def test_sweep_records_the_choices_and_draws_the_accuracy(tmp_path):
     assert df["k_bic"].iloc[0] == int(np.argmin(bic)) + 1
     files = [p.name for p in plot_sweep(out, formats=("png",))]
     assert "sel-test_selection.png" in files and "sel-test_loss_merged.png" in files
+
+
+def test_default_is_bic_and_a_dendrogram_at_its_largest_level_warns():
+    # the selection guide's two experts with k_max = 6 from k-means starts: the six
+    # fitted experts are pieces of the two lines, no merge of them fits as well as
+    # the six, and the DSC chooses k_max; BIC (the default) fits every k
+    from gmoe import SelectionWarning
+
+    truth = MoEParams(beta0=[0.0, 0.0], beta1=[[4.0], [0.0]], a=[[3.0], [-3.0]],
+                      b=[-1.0, 1.0], var=[0.05, 0.05])
+    X, y = GaussianMoE("softmax", truth).sample(1500, rng=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SelectionWarning)
+        res = select_experts(X, y, 6, rng=0, n_init=2)
+    assert res.method == "bic" and res.k == 2
+    with pytest.warns(SelectionWarning, match="k = k_max = 6"):
+        dsc = select_experts(X, y, 6, method="dendrogram", rng=0, n_init=2)
+    assert dsc.k == 6
+    with warnings.catch_warnings():   # a level below k_max: no warning
+        warnings.simplefilter("error", SelectionWarning)
+        assert select_experts(X, y, 3, method="dendrogram", rng=0, n_init=2).k == 2

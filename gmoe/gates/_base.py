@@ -218,6 +218,28 @@ class Gate(ABC):
                              "beta1^T x): fit with standardize=False")
         return params.replace(beta1=params.beta1 * scale)
 
+    #: True if the gate sees x only through the logits ``beta1_i^T x + beta0_i``, so
+    #: that a shift of x is a shift of the intercepts (:meth:`shift_x`);
+    #: ``standardize=True`` then centres the covariates. False where the origin of x
+    #: matters (the activation gate's ``sigma(beta1_i^T x)``, top-K slope ranking,
+    #: distances to centres).
+    shifts_x: bool = False
+
+    def shift_x(self, params: MoEParams, shift: np.ndarray) -> MoEParams:
+        """The same gate in covariates measured from another origin, ``x' = x - shift``.
+
+        With logits ``beta1_i^T x + beta0_i`` (``shifts_x``), each intercept gains
+        ``beta1_i^T shift`` (then the normal form). A gate with ``shifts_x`` False
+        takes the zero shift only.
+        """
+        shift = np.asarray(shift, dtype=float)
+        if not np.any(shift):
+            return params
+        if not self.shifts_x:
+            raise ValueError(f"the {self.name} gate cannot be expressed in shifted "
+                             "covariates (its weights depend on the origin of x)")
+        return self.normal_form(params.replace(beta0=params.beta0 + params.beta1 @ shift))
+
     def effective_intercepts(self, params: MoEParams) -> np.ndarray:
         """Intercept of each expert's logit (beta0, or beta0 / tau): atom weights are exp of it."""
         tau = params.tau if self.has_tau else None

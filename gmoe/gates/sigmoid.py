@@ -53,6 +53,7 @@ class SigmoidGate(ScoringGate):
 
     name = "sigmoid"
     symmetry = "none"
+    shifts_x = True
     exact_split = False
 
     def logits(self, beta0, beta1, tau, design: Design):

@@ -108,6 +108,7 @@ class SoftmaxGate(Gate):
 
     name = "softmax"
     symmetry = "intercept_slope"
+    shifts_x = True
 
     def __init__(self, max_newton: int = 50, newton_tol: float = 1e-8):
         self.max_newton = check_positive_int(max_newton, "max_newton")

@@ -62,6 +62,7 @@ class TemperatureGate(TemperedGate):
 
     name = "temperature"
     symmetry = "intercept_slope"
+    shifts_x = True
 
     def __init__(self, tau: float = 1.0, learn_tau: bool = True, max_iter: int = 20,
                  tol: float = 1e-10):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .._information_criteria import bic
 from .._validation import check_choice, check_sample_weight, check_X_y
+from ..exceptions import SelectionWarning
 from ..gates import SoftmaxGate, make_gate
 from .criteria import CriteriaTable, aic, n_parameters, responsibility_entropy
 from .dendrogram import Dendrogram, dendrogram
@@ -15,7 +17,7 @@ from .dendrogram import Dendrogram, dendrogram
 __all__ = ["METHODS", "SelectionResult", "select_experts"]
 
 #: The selection methods of :func:`select_experts`.
-METHODS = ("dendrogram", "aic", "bic", "icl")
+METHODS = ("bic", "aic", "icl", "dendrogram")
 
 #: Arguments of fit_em that select_experts sets itself.
 _RESERVED = ("n_experts", "gate", "rng", "X", "y", "truth")
@@ -92,16 +94,19 @@ class SelectionResult:
         return f"SelectionResult(method={self.method!r}, k={self.k})"
 
 
-def select_experts(X, y, k_max: int, method: str = "dendrogram", gate="softmax", rng=None,
+def select_experts(X, y, k_max: int, method: str = "bic", gate="softmax", rng=None,
                    *, omega: float | None = None, tree_standardize: bool = True,
                    sample_weight=None, **fit_kwargs) -> SelectionResult:
     """Choose the number of experts of a mixture of experts.
 
-    ``"dendrogram"`` fits k_max experts once and walks the merge path of its mixing
-    measure, choosing the level that minimises the dendrogram selection criterion
-    (DSC). ``"aic"``, ``"bic"`` and ``"icl"`` fit every k = 1..k_max and choose the
-    minimum of the criterion. Every criterion is lower-is-better; the formulas and
-    their sources are in docs/theory.md, "Choosing the number of experts".
+    ``"bic"`` (the default), ``"aic"`` and ``"icl"`` fit every k = 1..k_max and choose
+    the minimum of the criterion. ``"dendrogram"`` fits k_max experts once and walks the
+    merge path of its mixing measure, choosing the level that minimises the dendrogram
+    selection criterion (DSC): one fit instead of k_max, but it needs the over-fitted
+    experts to sit near the true ones (a near-truth start, or large n), and it often
+    chooses k_max itself when they do not (then a :class:`~gmoe.SelectionWarning` says
+    so). Every criterion is lower-is-better; the formulas and their sources are in
+    docs/theory.md, "Choosing the number of experts".
 
     Parameters
     ----------
@@ -110,7 +115,7 @@ def select_experts(X, y, k_max: int, method: str = "dendrogram", gate="softmax",
     k_max : int
         The largest number of experts considered (>= 1); the dendrogram's fit has
         k_max experts and should over-fit (k_max above the number you expect).
-    method : {"dendrogram", "aic", "bic", "icl"}, default="dendrogram"
+    method : {"bic", "aic", "icl", "dendrogram"}, default="bic"
     gate : Gate, str or dict, default="softmax"
         The fitted gate; ``"dendrogram"`` needs the softmax gate.
     rng : None, int or numpy.random.Generator
@@ -189,6 +194,13 @@ def select_experts(X, y, k_max: int, method: str = "dendrogram", gate="softmax",
     if method == "dendrogram":
         k = tree.select()
         dsc = tree.dsc()
+        if k == k_max > 2:
+            warnings.warn(
+                f"the dendrogram chose k = k_max = {k_max}, its largest level: every "
+                f"merged level fits worse than the {k_max}-expert fit it starts from "
+                "(its experts do not sit in clusters around fewer ones), so the DSC "
+                "cannot tell whether fewer experts suffice; method='bic' fits every k",
+                SelectionWarning, stacklevel=2)
         levels = [tree.level(kk) for kk in range(1, k_max + 1)]
         table = CriteriaTable(
             {"k": np.arange(1, k_max + 1),
