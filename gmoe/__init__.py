@@ -6,6 +6,7 @@ from .em import FitResult, fit_em
 from .exceptions import (
     ConvergenceWarning,
     DegenerateFitWarning,
+    FitFailedError,
     IdentifiabilityWarning,
     InferenceWarning,
     SelectionWarning,
@@ -55,6 +56,7 @@ __all__ = [
     "ConfigError",
     "ConvergenceWarning",
     "DegenerateFitWarning",
+    "FitFailedError",
     "FitResult",
     "Gate",
     "GaussianMoE",

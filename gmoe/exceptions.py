@@ -38,3 +38,9 @@ class DegenerateFitWarning(ConvergenceWarning):
     response, as many experts as data points, or a non-finite likelihood. The
     parameters are not a maximum-likelihood estimate.
     """
+
+
+class FitFailedError(ValueError):
+    """Every fit that a choice rests on failed (e.g. :func:`gmoe.select_experts` when
+    the fit of every k failed): there is nothing to choose. A ``ValueError``, so
+    code that catches bad input catches it too."""

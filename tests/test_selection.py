@@ -606,3 +606,14 @@ def test_default_is_bic_and_a_dendrogram_at_its_largest_level_warns():
     with warnings.catch_warnings():   # a level below k_max: no warning
         warnings.simplefilter("error", SelectionWarning)
         assert select_experts(X, y, 3, method="dendrogram", rng=0, n_init=2).k == 2
+
+
+def test_every_fit_failing_raises_fit_failed_error():
+    from gmoe import FitFailedError
+
+    X = np.random.default_rng(0).uniform(size=(200, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(FitFailedError, match="no fit succeeded") as info:
+            select_experts(X, np.full(200, 3.0), 3, rng=0)   # a constant response
+    assert isinstance(info.value, ValueError)

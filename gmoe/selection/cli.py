@@ -39,6 +39,7 @@ def select_command(X, y, xcols: list, ycol: str, *, k_max: int, method: str, out
         k_max-expert fit, or every fit of an information criterion), no output, no
         picture and the one-line reason: no k is chosen.
     """
+    from ..exceptions import FitFailedError
     from .select import select_experts
 
     failed = None
@@ -47,9 +48,7 @@ def select_command(X, y, xcols: list, ycol: str, *, k_max: int, method: str, out
         try:
             result = select_experts(X, y, k_max, method=method, rng=seed, n_init=n_init,
                                     standardize=True, sample_weight=sample_weight)
-        except ValueError as exc:  # bad arguments are errors; failed fits are a result
-            if not str(exc).startswith("no fit succeeded"):
-                raise
+        except FitFailedError:  # bad arguments are errors; failed fits are a result
             failed = (f"every fit failed (k = 1 to {k_max}; the warnings above say why): "
                       "no k is chosen")
         else:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._information_criteria import bic
 from .._validation import check_choice, check_sample_weight, check_X_y
-from ..exceptions import SelectionWarning
+from ..exceptions import FitFailedError, SelectionWarning
 from ..gates import SoftmaxGate, make_gate
 from .criteria import CriteriaTable, aic, n_parameters, responsibility_entropy
 from .dendrogram import Dendrogram, dendrogram
@@ -144,8 +144,10 @@ def select_experts(X, y, k_max: int, method: str = "bic", gate="softmax", rng=No
     ValueError
         k_max not an integer >= 1 or above the number of samples, an unknown method
         (the message lists the methods), a gate other than softmax with
-        ``"dendrogram"``, a reserved fit argument, malformed data, or no fit that
-        succeeded.
+        ``"dendrogram"``, a reserved fit argument, or malformed data.
+    FitFailedError
+        (a ValueError) With ``"aic"``, ``"bic"`` or ``"icl"``, when the fit of every k
+        failed.
 
     Notes
     -----
@@ -230,7 +232,7 @@ def select_experts(X, y, k_max: int, method: str = "bic", gate="softmax", rng=No
     columns = {name: np.asarray(v) for name, v in rows.items()}
     values = np.where(columns["success"], columns[method].astype(float), np.nan)
     if np.all(np.isnan(values)):
-        raise ValueError("no fit succeeded: every k from 1 to k_max failed (see the fits' "
+        raise FitFailedError("no fit succeeded: every k from 1 to k_max failed (see the fits' "
                          "'reason'); try other fit arguments")
     k = int(np.nanargmin(values)) + 1
     table = CriteriaTable(columns, criterion=method, chosen=k,
