@@ -356,17 +356,20 @@ MIN_RESIDUAL_ROWS = 2.0
 
 def _flag_thin_experts(run: dict, ctx: _Context) -> None:
     """Mark a run degenerate (in place) when an expert holds fewer effective rows (its
-    responsibility mass) than its ``d + 1`` regression coefficients plus
-    :data:`MIN_RESIDUAL_ROWS`, but at least one: it is fitted to those few rows. An
-    expert with less than one row's worth is a vanishing one, not fitted to anything
-    (the fit is in effect a smaller model, whose parameters the identifiability
+    responsibility mass over the rows of positive weight) than its ``d + 1`` regression
+    coefficients plus :data:`MIN_RESIDUAL_ROWS`, but at least one: it is fitted to those
+    few rows. An expert with less than one row's worth is a vanishing one, not fitted to
+    anything (the fit is in effect a smaller model, whose parameters the identifiability
     warning names)."""
-    if run["reason"] is not None or not np.isfinite(run["loglik"]):
+    if run["reason"] is not None or run.get("screened_out") or not np.isfinite(
+            run["loglik"]):
         return
     design, params = ctx.design, run["params"]
     resp, _ = joint_log_T(ctx.gate.log_weights_T(design, params),
                           expert_log_density_T(design, params.a, params.b, params.var))
-    mass = resp.sum(axis=1) if design.weight is None else resp @ design.weight
+    # rows, not weights: a row of weight 5 is five copies of one point, and the
+    # verdict must not change when every weight is scaled
+    mass = resp.sum(axis=1) if design.weight is None else resp @ (design.weight > 0)
     need = design.d + 1 + MIN_RESIDUAL_ROWS
     thin = np.flatnonzero((mass >= 1.0) & (mass < need))
     if not thin.size:

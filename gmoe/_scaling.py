@@ -7,13 +7,14 @@ in standardised units and mapping the parameters back makes the fit scale-free:
 rescaling a covariate changes only its own slopes, rescaling the response its
 coefficients and variances (and the log-likelihood by the log-Jacobian).
 
-The covariates are divided by their scale, and centred for the gates that see x
-only through the logits ``beta1_i^T x + beta0_i`` (``Gate.shifts_x``): with x far
-from 0 (a year, a time stamp) the intercepts and slopes are nearly collinear and the
-polish cannot certify the maximum it stands on. The top-K gate with slope ranking
-and the activation gate see ``beta1_i^T x`` itself, where a shift of x would change
-the model: their covariates are not centred. The response is centred and scaled
-(every expert has an intercept).
+The covariates are divided by their scale, and centred for the gates that see x only
+through the logits ``beta1_i^T x + beta0_i`` (``Gate.shifts_x``): with x far from 0 (a
+year, a time stamp) the intercepts and slopes are nearly collinear and the polish
+cannot certify the maximum it stands on. The top-K gate with slope ranking and the
+activation gate see ``beta1_i^T x`` itself, where a shift of x would change the model,
+and top-K maxima sit on selection boundaries that the rounding of the mapped-back
+intercepts could cross: their covariates are not centred. The response is centred and
+scaled (every expert has an intercept).
 """
 
 from __future__ import annotations
@@ -95,7 +96,9 @@ class Scaling:
         mean = _weighted_mean(X, weight)
         sd = np.sqrt(_weighted_mean((X - mean) ** 2, weight))
         rms = np.sqrt(_weighted_mean(X * X, weight))
-        varies = sd > 1e-8 * rms
+        # constant to 12 digits, as for y (a time stamp in seconds that spans 40 s
+        # around 1.7e9 varies by 7e-9 of its size, and is data)
+        varies = sd > CONSTANT_RESPONSE * rms
         x_scale = np.where(varies, sd, np.where(rms > 0, rms, 1.0))
         # a constant column stays a constant (centred it would be 0: no column at all)
         x_shift = np.where(varies, mean, 0.0) if shift_x else None

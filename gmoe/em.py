@@ -153,7 +153,7 @@ default="kmeans"
     standardize : bool, default=False
         Fit in standardised units (each column of X divided by its standard
         deviation, and centred where the gate sees x only through its logits,
-        ``Gate.shifts_x``: softmax, temperature, sigmoid, top-K with logit ranking;
+        ``Gate.shifts_x``: softmax, temperature, sigmoid;
         y centred and divided by its standard deviation) and map the parameters,
         the log-likelihood, the variance floor and the observed information back to
         the units of X and y. The fit is then free of the units and, for those
@@ -290,8 +290,12 @@ default="kmeans"
                                          "polish_iter",
                                          "certified", "degenerate", "separated",
                                          "polish_message", "param_names")}
-        extra["information"] = scaling.information_to_original(
-            r["information"], free_layout(gate, k, d))
+        layout = free_layout(gate, k, d)
+        extra["information"] = scaling.information_to_original(r["information"], layout)
+        if scaling.shifted and r["information"] is not None:
+            # inverted where X is centred (FitResult.cov_params)
+            extra["information_internal"] = r["information"]
+            extra["information_jacobian"] = scaling.jacobian(layout)
     return FitResult(params=r["params"], gate=gate, loglik=r["loglik"], n_iter=r["n_iter"],
                      converged=r["converged"], loglik_trace=r["trace"], reason=r["reason"],
                      stopped_by=r["stopped_by"], n_samples=n,

@@ -33,7 +33,7 @@ class MoERegressor(RegressorMixin, BaseEstimator):
 
     The fit runs in standardised units (``standardize=True``): each column of X is
     divided by its standard deviation (and centred, for the gates that see x only
-    through their logits: softmax, temperature, sigmoid, top-K with logit ranking),
+    through their logits: softmax, temperature, sigmoid),
     y is centred and scaled, and the fitted parameters are mapped back. Rescaling a
     covariate then changes only its own slopes, and the fit is the same in any units
     and from any origin of x (a year, a time stamp).

@@ -11,8 +11,9 @@ class IdentifiabilityWarning(UserWarning):
 
 class SelectionWarning(UserWarning):
     """A choice of the number of experts that its method cannot back: the dendrogram
-    chose the largest level it has (``k_max``), where its merged levels fit worse than
-    the over-fitted model it started from."""
+    chose the largest level it has (``k_max``, above 2: with ``k_max = 2`` it has no
+    other level to choose, since it never chooses 1), where its merged levels fit
+    worse than the over-fitted model it started from."""
 
 
 class InferenceWarning(UserWarning):

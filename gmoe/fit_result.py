@@ -98,6 +98,12 @@ class FitResult:
         The fit ran in standardised units (``fit_em(standardize=True)``); every
         number here is in the units of X and y, except ``grad_norm`` and
         ``newton_step``, which are in the standardised ones.
+    information_internal, information_jacobian : ndarray of shape (m, m) or None
+        When the fit centred X: the observed information in its internal
+        (standardised, centred) free coordinates and ``J`` with ``theta_internal = J
+        theta + const`` (``information = J^T information_internal J``).
+        :meth:`cov_params` inverts in the internal coordinates, where a covariate
+        far from 0 does not make intercepts and slopes collinear, and maps back.
     """
 
     params: MoEParams
@@ -128,6 +134,8 @@ class FitResult:
     information: np.ndarray | None = field(default=None, repr=False)
     param_names: list = field(default_factory=list)
     standardized: bool = False
+    information_internal: np.ndarray | None = field(default=None, repr=False)
+    information_jacobian: np.ndarray | None = field(default=None, repr=False)
 
     # -------------------------------------------------------------- inference
     def _layout(self):
@@ -158,6 +166,9 @@ class FitResult:
             if warn:
                 warnings.warn(f"no standard errors: {why}", InferenceWarning, stacklevel=2)
             return np.full((m, m), np.nan)
+        if self.information_internal is not None and self.information_jacobian is not None:
+            return covariance(self.information_internal, warn=warn,
+                              jacobian=self.information_jacobian)
         return covariance(self.information, warn=warn)
 
     @property

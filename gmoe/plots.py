@@ -271,7 +271,7 @@ def plot_failures(results, ax=None, title: str | None = None):
         for metric, flag in CAP_FLAGS.items():
             # the configured loss always (its caps, or none); the infimum
             # convention's loss beside it where some of its values are capped
-            if flag in part.columns and (metric == "loss" or df[flag].eq(True).any()):
+            if flag in part.columns and (metric == "loss" or part[flag].eq(True).any()):
                 capped = by_n.apply(capped_share, metric=metric).to_numpy()
                 ax.plot(ns, capped, "s--" if metric == "loss" else "d-.", ms=3,
                         color=color, alpha=0.7, label=f"{name}: capped {metric} values")

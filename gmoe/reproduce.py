@@ -54,8 +54,8 @@ def reproduce(quick: bool = False, n_jobs: int = -1, out_root: Path | str = "res
         ``rates.txt`` and figures).
     figures : path, optional
         Also archive each config's figures, rate table, resolved config and results
-        in ``figures/NAME`` (:func:`archive_figures`: the layout of the committed
-        figures).
+        in ``figures/NAME`` (``figures/NAME-quick`` with ``quick``;
+        :func:`archive_figures`: the layout of the committed figures).
     names : list of str, optional
         A subset of the built-in configs (default: all).
 
@@ -77,6 +77,7 @@ def reproduce(quick: bool = False, n_jobs: int = -1, out_root: Path | str = "res
         tables.append(table)
         plot_sweep(out)
         if figures is not None:
-            archive_figures(out, Path(figures) / name)
+            # NAME-quick for the quick profile: never over a full run's archive
+            archive_figures(out, Path(figures) / out.name)
         print(f"{name}: {out}")
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

@@ -92,7 +92,8 @@ def test_reproduce_runs_named_builtin_and_copies_figures(tmp_path):
                    str(tmp_path / "res"), "--figures", str(tmp_path / "fig"), "--no-progress")
     assert proc.returncode == 0, proc.stderr
     # the committed figures/NAME layout, which gmoe rates and gmoe plot read back
-    archived = tmp_path / "fig" / "softmax-exact"
+    # (NAME-quick: a quick run never lands on a full run's archive)
+    archived = tmp_path / "fig" / "softmax-exact-quick"
     for name in ("softmax-exact_loss.png", "rates.txt", "rates.csv", "sweep.json",
                  "results.jsonl.gz"):
         assert (archived / name).exists(), name

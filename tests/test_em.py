@@ -360,9 +360,11 @@ def test_a_fit_with_two_copies_of_one_expert_names_them():
     assert fit.success
 
 
+@pytest.mark.parametrize("weight", [None, 0.2, 100.0])
 @pytest.mark.parametrize("rows,flagged", [(3, True), (10, False), (0, False)])
 def test_an_expert_with_fewer_rows_than_its_parameters_plus_two_is_degenerate(rows,
-                                                                             flagged):
+                                                                             flagged,
+                                                                             weight):
     from types import SimpleNamespace
 
     from gmoe._restarts import _flag_thin_experts
@@ -374,7 +376,9 @@ def test_an_expert_with_fewer_rows_than_its_parameters_plus_two_is_degenerate(ro
     params = MoEParams(beta0=[1e4 * cut, 0.0], beta1=[[-1e4], [0.0]], a=[[0.0], [0.0]],
                        b=[50.0, 0.0], var=[1.0, 1.0])
     y = np.where(x < cut, 50.0, 0.0)
-    ctx = SimpleNamespace(design=Design(x[:, None], y), gate=SoftmaxGate())
+    # rows, not weights: the verdict is the same whatever common weight the rows get
+    w = None if weight is None else np.full(100, weight)
+    ctx = SimpleNamespace(design=Design(x[:, None], y, w), gate=SoftmaxGate())
     run = {"params": params, "loglik": -1.0, "reason": None, "certified": True}
     _flag_thin_experts(run, ctx)
     assert (run["reason"] is not None) == flagged
@@ -413,6 +417,21 @@ def test_a_response_far_from_zero_is_data_not_a_constant():
     # y + 1e9 is y rounded to 1.2e-7: the same fit up to that rounding of the data
     assert far.loglik == pytest.approx(near.loglik, abs=1e-4)
     np.testing.assert_allclose(far.params.b - 1e9, near.params.b, atol=1e-4)
+
+
+def test_a_time_stamp_covariate_is_centred_not_taken_for_a_constant():
+    # seconds since 1970 over 40 s: the column varies by 7e-9 of its size
+    truth = MoEParams(beta0=[-8, 0], beta1=[[25], [0]], a=[[-20], [20]], b=[15, -5],
+                      var=[0.09, 0.16])
+    X, y = GaussianMoE(SoftmaxGate(), truth).sample(2000, rng=5)
+    stamp = 1.7e9 + 40.0 * X
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        far = fit_em(stamp, y, 2, n_init=2, rng=0, standardize=True)
+        near = fit_em(40.0 * X, y, 2, n_init=2, rng=0, standardize=True)
+    assert far.certified and near.certified
+    # the stamps are the covariate rounded to 2.4e-7 s: the same fit up to that
+    assert far.loglik == pytest.approx(near.loglik, abs=1e-3)
 
 
 @pytest.mark.parametrize("rows", ["constant response", "identical rows"])

@@ -97,3 +97,32 @@ def test_uncertified_or_unpolished_fits_give_nan_with_the_reason(exact_fit):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         exact_fit.cov_params()  # a certified, regular fit: no warning
+
+
+def test_a_covariate_far_from_zero_keeps_its_standard_errors():
+    # x a year: 2000 + U[0, 10]. In the user's coordinates the intercepts and slopes
+    # are collinear (a scaled condition number near 1e10); the standardised fit
+    # inverts its centred information and maps the covariance back. The reference
+    # is the fit of x - 2000 mapped by the delta method: beta0 = beta0' - 2000 beta1,
+    # b = b' - 2000 a, the rest unchanged
+    from gmoe import MoERegressor
+
+    truth = MoEParams(beta0=[-3.0, 0.0], beta1=[[0.6], [0.0]], a=[[1.0], [-0.5]],
+                      b=[0.0, 2.0], var=[0.2, 0.3])
+    X, y = GaussianMoE(SoftmaxGate(), truth).sample(3000, rng=7)
+    X = 10 * X
+    far = MoERegressor(n_experts=2, random_state=0).fit(X + 2000.0, y).result_
+    near = MoERegressor(n_experts=2, random_state=0).fit(X, y).result_
+    assert far.certified and near.certified
+    assert far.loglik == pytest.approx(near.loglik, abs=1e-6)
+    names = near.param_names
+    A = np.eye(len(names))
+    for i, name in enumerate(names):
+        if name.startswith(("beta0[", "b[")):
+            k = int(name[name.index("[") + 1:name.index("]")])
+            slope = ("beta1" if name.startswith("beta0") else "a") + f"[{k},0]"
+            A[i, names.index(slope)] = -2000.0
+    want = A @ near.cov_params() @ A.T
+    got = far.cov_params()
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(np.sqrt(np.diag(got)), np.sqrt(np.diag(want)), rtol=1e-4)

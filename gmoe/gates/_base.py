@@ -88,6 +88,11 @@ class Gate(ABC):
             raise TypeError(f"{cls.__name__}.symmetry must be one of "
                             + ", ".join(repr(v) for v in SYMMETRIES)
                             + f", but got {cls.symmetry!r}")
+        # with only beta0_k fixed, centring would move every intercept by beta1_k^T m,
+        # which the standardised fit's Jacobian (gmoe._scaling) does not carry
+        if cls.shifts_x is True and cls.symmetry == "intercept":
+            raise TypeError(f"{cls.__name__}: shifts_x needs symmetry 'intercept_slope' "
+                            "or 'none'")
 
     @property
     def shifts_intercepts(self) -> bool:
@@ -218,20 +223,15 @@ class Gate(ABC):
                              "beta1^T x): fit with standardize=False")
         return params.replace(beta1=params.beta1 * scale)
 
-    #: True if the gate sees x only through the logits ``beta1_i^T x + beta0_i``, so
-    #: that a shift of x is a shift of the intercepts (:meth:`shift_x`);
-    #: ``standardize=True`` then centres the covariates. False where the origin of x
-    #: matters (the activation gate's ``sigma(beta1_i^T x)``, top-K slope ranking,
-    #: distances to centres).
+    #: True if the gate sees x only through ``beta1_i^T x + beta0_i`` (a shift of x is
+    #: a shift of the intercepts, :meth:`shift_x`): ``standardize=True`` then centres
+    #: X. False where the origin of x matters, and for top-K (its maxima sit on
+    #: selection boundaries that mapped-back rounding could cross).
     shifts_x: bool = False
 
     def shift_x(self, params: MoEParams, shift: np.ndarray) -> MoEParams:
-        """The same gate in covariates measured from another origin, ``x' = x - shift``.
-
-        With logits ``beta1_i^T x + beta0_i`` (``shifts_x``), each intercept gains
-        ``beta1_i^T shift`` (then the normal form). A gate with ``shifts_x`` False
-        takes the zero shift only.
-        """
+        """The same gate in covariates ``x' = x - shift``: each intercept gains
+        ``beta1_i^T shift`` (``shifts_x``; otherwise only the zero shift is taken)."""
         shift = np.asarray(shift, dtype=float)
         if not np.any(shift):
             return params

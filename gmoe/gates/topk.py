@@ -145,12 +145,6 @@ class TopKGate(_BoundarySearch, SmoothGate):
 
     # ------------------------------------------------------------- structure
     @property
-    def shifts_x(self) -> bool:
-        """Logit ranking sees x through the logits only; slope ranking ranks
-        ``beta1_i^T x``, whose order depends on the origin of x."""
-        return self.rank_by == "logit"
-
-    @property
     def min_experts(self) -> int:
         return self.K
 
