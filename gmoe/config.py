@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._config_checks import fit_gate_problem, name_problem, theory_problem, truth_problem
 from .gates import make_gate
 from .params import MoEParams
 from .settings import FitSettings, LossSettings, SettingError
@@ -139,20 +140,6 @@ def _n_values(table: dict, name: str) -> list[int]:
     return sorted({int(round(v)) for v in vals})
 
 
-def _truth_error(truth: dict, exc: Exception) -> str:
-    """What a failed build of ``[truth]`` says: the key of an array that is not numbers
-    in rows of one length, and its shape; else the parameters' own message."""
-    k = f" with k = {len(truth['beta0'])}" if isinstance(truth.get("beta0"), list) else ""
-    for key in ("beta0", "beta1", "a", "b", "var", "sd", "gate_cov"):
-        try:
-            np.array(truth.get(key, 0.0), dtype=float)
-        except (ValueError, TypeError):
-            shape = {"beta1": "(k, d)", "a": "(k, d)", "gate_cov": "(k, d, d)"}.get(key, "(k,)")
-            return (f"key 'truth.{key}' must be an array of numbers of shape {shape}{k}, "
-                    f"its rows of one length; got {truth[key]!r}")
-    return f"key 'truth': {exc}"
-
-
 @dataclass(frozen=True)
 class SimConfig:
     """A validated, resolved simulation config (one sub-sweep: no ``grid`` left).
@@ -174,6 +161,8 @@ class SimConfig:
         _check_keys(data, _TOP_KEYS - {"quick", "grid"}, "", name)
         if not isinstance(name, str) or not name:
             raise ConfigError("config: key 'name' must be a non-empty string")
+        if problem := name_problem(name):
+            raise ConfigError(f"config: {problem}")
         for key in ("seed", "reps", "truth", "fit", "n_grid"):
             if key not in data:
                 raise ConfigError(f"{_where(name)}key {key!r} is missing")
@@ -187,7 +176,7 @@ class SimConfig:
             gate = make_gate(truth["gate"])
             gate.check_params(gate.prepare(params))
         except (ValueError, TypeError) as exc:
-            raise ConfigError(_where(name) + _truth_error(truth, exc)) from None
+            raise ConfigError(_where(name) + truth_problem(truth, exc)) from None
         # a gate that models X (the Gaussian gate) draws X from its own mixture: the
         # X law "gate", the default for it and only for it
         models_x = getattr(gate, "models_x", False)
@@ -216,6 +205,8 @@ class SimConfig:
             raise ConfigError(f"{_where(name)}key 'fit.n_experts' is missing")
         _int(fit["n_experts"], "fit.n_experts", name)
         fit["gate"] = _gate_spec(fit.get("gate", truth["gate"]), "fit.gate", name)
+        if problem := fit_gate_problem(fit["gate"], fit["n_experts"]):
+            raise ConfigError(_where(name) + problem)
         settings = _settings(FitSettings, fit, "fit.", name, init="near_truth")
         # the keys defaulted into the table (not accelerate, var_floor, screen_iter,
         # screen_tol, kmeans_sample: configs without them keep their hash); polish is
@@ -262,6 +253,8 @@ class SimConfig:
         theory = _require_table(data.setdefault("theory", {}), "theory", name)
         for key, value in theory.items():
             _float(value, f"theory.{key}", name)
+        if problem := theory_problem(theory):
+            raise ConfigError(_where(name) + problem)
         data.setdefault("description", "")
         if not isinstance(data["description"], str):
             raise ConfigError(f"{_where(name)}key 'description' must be a string")

@@ -278,7 +278,10 @@ def voronoi_loss(fitted, truth, kind: str = "exact", metric: str = "euclidean", 
       ``shift[0] = -inf`` and ``saturated`` True.
     - ``"none"``: no shift (what the published reference code computes). An
       over-specified fit that splits the reference (last) expert in two then keeps a
-      loss near 1 however good it is.
+      loss near 1 however good it is. Plain :class:`MoEParams` are compared as given,
+      models (``GaussianMoE``, fits) in their gate's normal form: two translates of one
+      softmax gate as plain parameters are apart under ``"none"``, and the same as
+      models.
 
     A gate without a translation symmetry (``shifts_intercepts`` False) is never
     shifted, whatever ``translation`` says. The cells depend on t1 only, and for

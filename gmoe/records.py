@@ -88,6 +88,11 @@ class DamagedResultsError(ResultsFolderError, ValueError):
     """A line of the results file, other than a torn last line, is not a record."""
 
 
+class EmptyResultsError(ResultsFolderError, ValueError):
+    """The results file holds no finished task yet (a sweep stopped before its first
+    fit finished)."""
+
+
 class DuplicateRecordsWarning(UserWarning):
     """The results file holds some task more than once (e.g. two writers at once)."""
 
@@ -262,7 +267,8 @@ class ResultsFolder:
                     raise ResultsMismatchError(
                         f"{self.path} holds results of another config (hash "
                         f"{old.get('sweep_hash')} != {meta.get('sweep_hash')}); use another "
-                        "output folder or resume=False")
+                        "output folder, or start over (gmoe run --no-resume, "
+                        "run_sweep(resume=False))")
             elif self.results_path.exists():
                 self.results_path.unlink()
             self.meta_path.write_text(json.dumps(_jsonable(meta), indent=1))
@@ -271,8 +277,8 @@ class ResultsFolder:
                     if rec.get("config_hash") not in config_hashes:
                         raise ResultsMismatchError(
                             f"{self.results_path} has a record of another config (hash "
-                            f"{rec.get('config_hash')}); use another output folder or "
-                            "resume=False")
+                            f"{rec.get('config_hash')}); use another output folder, or start "
+                            "over (gmoe run --no-resume, run_sweep(resume=False))")
                     done.add(rec["task"])
             self._fh = open(self.results_path, "a", encoding="utf-8")
         return done
@@ -418,6 +424,8 @@ def load_results(out_dir):
     DamagedResultsError
         A line before the last is damaged; the message says how to recover
         (``gmoe repair``, :func:`repair_results`).
+    EmptyResultsError
+        The file holds no finished task yet (a ``ValueError``).
     """
     import pandas as pd
 
@@ -425,7 +433,7 @@ def load_results(out_dir):
     if not has_results(out_dir):
         raise FileNotFoundError(f"no {RESULTS_FILE} (or {RESULTS_FILE}.gz) in {out_dir}")
     rows = [_flatten(r) for r in _unique(read_records(path), path)]
-    df = pd.DataFrame(rows)
-    if not df.empty:
-        df = df.sort_values(["sub", "n", "rep"]).reset_index(drop=True)
-    return df
+    if not rows:
+        raise EmptyResultsError(f"no finished task yet in {out_dir}: the sweep stopped "
+                                "before its first fit finished (gmoe run resumes it)")
+    return pd.DataFrame(rows).sort_values(["sub", "n", "rep"]).reset_index(drop=True)

@@ -111,6 +111,17 @@ def test_description_does_not_change_the_hash():
     (lambda d: d.update(loss={"translation": "both"}),
      "key 'loss.translation': unknown translation 'both'; expected one of 'mass', "
      "'infimum', 'none'"),
+    # the name is the results folder's and the figures': one file-name component
+    (lambda d: d.update(name="study/v2"), "key 'name' must be a file name"),
+    (lambda d: d.update(name="../../evil"), "key 'name' must be a file name"),
+    # a fit gate that needs more experts than the fit has errs at load, not per task
+    (lambda d: d["fit"].update(gate={"name": "topk", "K": 5}),
+     "key 'fit.gate': the topk gate needs at least 5 experts.*fit.n_experts = 2"),
+    (lambda d: (d["fit"].update(gate={"name": "topk", "K": 1}),
+                d.update(grid={"fit.gate.K": [1, 7]})),
+     "key 'fit.gate': the topk gate needs at least 7"),
+    # a typo in [theory] would drop the verdict silently
+    (lambda d: d["theory"].update(losss=-0.5), "key 'theory.losss' names no recorded metric"),
 ])
 def test_malformed_configs_name_the_offending_key(mutate, match):
     data = base()

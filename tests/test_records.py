@@ -247,3 +247,17 @@ def test_gmoe_rates_on_duplicated_tasks_warns_in_one_line(tmp_path, capsys):
     assert main(["rates", str(tmp_path), "--metric", "loss"]) == 0
     err = capsys.readouterr().err
     assert one_line(err).startswith("gmoe: warning: ") and "1 duplicated task" in err
+
+
+def test_a_folder_with_no_finished_task_is_one_clear_error(tmp_path, capsys):
+    # a sweep stopped before its first fit finished: sweep.json and an empty file
+    from gmoe.records import EmptyResultsError
+
+    (tmp_path / "sweep.json").write_text(json.dumps({"configs": []}))
+    (tmp_path / "results.jsonl").write_text("")
+    with pytest.raises(EmptyResultsError, match="no finished task yet"):
+        load_results(tmp_path)
+    for command in ("rates", "plot"):
+        assert main([command, str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "no finished task yet" in err and len(err.splitlines()) == 1
