@@ -102,8 +102,10 @@ def _float(value, key: str, name: str, positive: bool = False, allow_zero: bool 
 def _gate_spec(value, key: str, name: str) -> dict:
     spec = {"name": value} if isinstance(value, str) else value
     if not isinstance(spec, dict) or "name" not in spec:
+        hint = (" (a [grid] key such as 'fit.gate.K' sets one entry of the gate table: "
+                "write the [fit] gate out with its 'name')" if isinstance(spec, dict) else "")
         raise ConfigError(f"{_where(name)}key {key!r} must be a gate name or a table with "
-                          f"'name', got {value!r}")
+                          f"'name', got {value!r}{hint}")
     try:
         make_gate(spec)
     except ValueError as exc:

@@ -120,6 +120,8 @@ def test_description_does_not_change_the_hash():
     (lambda d: (d["fit"].update(gate={"name": "topk", "K": 1}),
                 d.update(grid={"fit.gate.K": [1, 7]})),
      "key 'fit.gate': the topk gate needs at least 7"),
+    # a grid entry of a gate the [fit] table inherits from the truth
+    (lambda d: d.update(grid={"fit.gate.K": [1, 2]}), "write the \\[fit\\] gate out"),
     # a typo in [theory] would drop the verdict silently
     (lambda d: d["theory"].update(losss=-0.5), "key 'theory.losss' names no recorded metric"),
 ])
