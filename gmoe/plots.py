@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from .parameter_errors import ParameterErrors
-from .rates import fit_rate, loss_center
+from .rates import check_center, fit_rate, loss_center
 from .tables import (
     CAP_FLAGS,
     capped_share,
+    check_metrics,
     failed_share,
     load_sweep,
     metric_values,
@@ -21,6 +22,9 @@ from .tables import (
 )
 
 __all__ = ["plot_rates", "plot_failures", "plot_sweep", "METRIC_LABELS"]
+
+#: The error bars of :func:`plot_rates`.
+BANDS = ("quantile", "sd")
 
 METRIC_LABELS = {
     "loss": "Voronoi loss",
@@ -96,14 +100,21 @@ def plot_rates(results, metric: str = "loss", center: str = "median", band: str 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        An unknown ``center``, ``band`` or ``metric`` (the message lists the metrics
+        the results hold).
     """
     import matplotlib.pyplot as plt
     import pandas as pd
 
+    check_center(center)
+    if band not in BANDS:
+        raise ValueError(f"unknown band {band!r}; expected one of {BANDS}")
     df, meta = load_sweep(results)
-    if metric not in df.columns:
-        raise ValueError(f"no metric {metric!r} in the results; available: "
-                         + ", ".join(c for c in df.columns if df[c].dtype.kind == "f"))
+    check_metrics(df, [metric])
     if theory is None:
         theory = theories(meta).get(metric)
     kind = _loss_kind(df)
@@ -291,20 +302,23 @@ def plot_sweep(out_dir, metrics=None, center: str = "median", formats=("png", "p
                dest=None) -> list[Path]:
     """Draw and save one figure per metric of a sweep folder; returns the files written.
 
-    With the default metrics, a sweep in which some fits failed or some losses were
-    capped also gets ``NAME_failures`` (see :func:`plot_failures`).
+    A sweep in which some fits failed, were not certified or some losses were
+    capped also gets ``NAME_failures`` (see :func:`plot_failures`), whichever
+    metrics are drawn. An unknown ``center`` or metric is a ValueError, raised
+    before anything is written.
     """
     import matplotlib
 
     matplotlib.use("Agg")
 
+    check_center(center)
     df, meta = load_sweep(out_dir)
     theory = theories(meta)
-    # the failures figure goes with the default set of figures only
-    failures = metrics is None and (failed_share(df) > 0 or uncertified_share(df) > 0
-                                    or any(capped_share(df, m) > 0 for m in CAP_FLAGS))
+    # the shares behind every rate: drawn whenever some fits failed or were capped
+    failures = (failed_share(df) > 0 or uncertified_share(df) > 0
+                or any(capped_share(df, m) > 0 for m in CAP_FLAGS))
     default = metrics is None
-    metrics = default_metrics(df, theory) if metrics is None else metrics
+    metrics = default_metrics(df, theory) if metrics is None else check_metrics(df, metrics)
     dest = Path(out_dir) if dest is None else Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     name = meta.get("configs", [{}])[0].get("name", "sweep") if meta else "sweep"

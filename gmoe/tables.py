@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .rates import fit_rate
+from .rates import check_center, fit_rate
 
 __all__ = ["rate_table", "format_rates", "write_rates", "metric_values", "RATES_CSV",
            "RATES_TXT"]
@@ -21,14 +21,54 @@ RATES_TXT = "rates.txt"
 
 
 def load_sweep(results):
+    """``(results, meta)`` of a sweep folder (or of a DataFrame, with ``meta = {}``).
+
+    When the folder has its ``sweep.json``, only the records of its configs are
+    kept: lines whose ``config_hash`` is none of the configs' hashes (results of
+    another config appended to the folder) are left out with a :class:`UserWarning`
+    saying how many, since ``gmoe run`` would refuse such a folder. The rates and
+    plots then rest on the sweep's own records only; a folder in which no record
+    belongs to its configs is a :class:`ValueError`.
+    """
     from .records import SWEEP_FILE, load_results
 
-    if isinstance(results, (str, Path)):
-        folder = Path(results)
-        meta_path = folder / SWEEP_FILE
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        return load_results(folder), meta
-    return results, {}
+    if not isinstance(results, (str, Path)):
+        return results, {}
+    folder = Path(results)
+    meta_path = folder / SWEEP_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    df = load_results(folder)
+    hashes = {c.get("hash") for c in meta.get("configs", [])} - {None}
+    if hashes and "config_hash" in df.columns:
+        own = df["config_hash"].isin(hashes).to_numpy()
+        if not own.any():
+            raise ValueError(f"none of the {len(df)} records in {folder} belongs to the "
+                             f"configs of its {SWEEP_FILE}; `gmoe run` would refuse the folder")
+        if not own.all():
+            warnings.warn(f"{int((~own).sum())} of the {len(df)} records in {folder} belong "
+                          f"to another config (their config_hash is not in {SWEEP_FILE}) and "
+                          "were left out; `gmoe run` would refuse this folder (use another "
+                          "output folder, or --no-resume to start afresh)", UserWarning,
+                          stacklevel=3)
+            df = df[own].reset_index(drop=True)
+    return df, meta
+
+
+def check_metrics(df, metrics) -> list[str]:
+    """``metrics`` as a list; a ValueError listing the metrics the results hold if
+    one of them is not a column of ``df``."""
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    missing = [m for m in metrics if m not in df.columns]
+    if missing:
+        raise ValueError(f"no metric {missing[0]!r} in the results; available: "
+                         + ", ".join(available_metrics(df)))
+    return metrics
+
+
+def available_metrics(df) -> list[str]:
+    """The numeric columns of the results that are not task coordinates."""
+    coords = {"sub", "n", "n_index", "rep", "seed"}
+    return [c for c in df.columns if c not in coords and df[c].dtype.kind in "fiu"]
 
 
 def theories(meta: dict) -> dict:
@@ -124,13 +164,18 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
     ``in_ci`` says whether the confidence interval contains the theoretical slope;
     ``agrees`` also accepts a slope within ``tolerance`` of it, since the theoretical
     rates hold up to log factors, which shift an empirical slope slightly while a
-    long n-grid makes its interval very narrow.
+    long n-grid makes its interval very narrow. ``inconclusive`` flags an interval
+    that holds the theory and also 0 (no decrease at all): ``agrees`` (and
+    ``in_ci``) is then True but decides nothing, and :func:`format_rates` prints
+    "wide" instead of "yes".
 
     Parameters
     ----------
     results : DataFrame or path of a sweep folder
+        A folder's records of other configs are left out (see :func:`load_sweep`).
     metrics : list of str, optional
         Default: ``loss``, ``hellinger`` and every metric with a theoretical slope.
+        A name that is not a column of the results is a ValueError.
     center : {"median", "mean_log", "mean", "q90"}
     theory : dict, optional
         Theoretical slopes by metric, for every sub-sweep (default: each sub-sweep's
@@ -143,7 +188,7 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
     -------
     DataFrame
         Columns ``sub, label, metric, theory, slope, ci_low, ci_high, constant, r2,
-        n_points, note, in_ci, agrees``, plus ``n_min``/``n_max`` (the n-range the
+        n_points, note, in_ci, agrees, inconclusive``, plus ``n_min``/``n_max`` (the n-range the
         config declared for its verdicts, ``verdict.n_min``/``n_max``; the whole grid
         if none), ``uncertified`` (the share of fits that are not certified maxima,
         and ``uncertified_max_n`` its largest value at one n), ``degenerate`` (a
@@ -152,15 +197,23 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
         loss with a cap, ``loss`` and ``loss_infimum``: the share of the values the
         slope rests on that sit at the translation infimum's cap, see
         :func:`gmoe.losses.voronoi_loss`).
+
+    Raises
+    ------
+    ValueError
+        An unknown ``center`` or metric.
     """
     import pandas as pd
 
+    check_center(center)
     df, meta = load_sweep(results)
     per_sub = sub_theories(meta) if theory is None else {}
     theory = theories(meta) if theory is None else theory
     if metrics is None:
         metrics = [m for m in dict.fromkeys(["loss", "loss_mass", "hellinger", *theory])
                    if m in df.columns]
+    else:
+        metrics = check_metrics(df, metrics)
     rows = []
     n_min, n_max = verdict_range(meta)
     for (sub, label), part in df.groupby(["sub", "label"], sort=True, dropna=False):
@@ -210,10 +263,20 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
 
 
 def format_rates(table) -> str:
-    """The rate table as text, one line per (sub-sweep, metric), with a legend."""
-    lines = [f"{'sweep':18s} {'metric':14s} {'slope':>8s} {'95% CI':>20s} {'constant':>10s} "
-             f"{'theory':>7s}  agrees  failed  capped  uncert  degen   n-range"]
-    for row in table.itertuples():
+    """The rate table as text, one line per (sub-sweep, metric), with a legend.
+
+    A ``config`` column (the table of ``gmoe reproduce``, many configs) is shown
+    first; labels are never cut, the column is as wide as the longest one.
+    """
+    rows = list(table.itertuples())
+    configs = "config" in getattr(table, "columns", ())
+    label_w = max([len("sweep"), *(len(r.label or "-") for r in rows)])
+    config_w = max([len("config"), *(len(str(r.config)) for r in rows)]) if configs else 0
+    head = f"{'config':{config_w}s} " if configs else ""
+    lines = [f"{head}{'sweep':{label_w}s} {'metric':14s} {'slope':>8s} {'95% CI':>20s} "
+             f"{'constant':>10s} {'theory':>7s}  agrees  failed  capped  uncert  degen   "
+             "n-range"]
+    for row in rows:
         ci = f"[{row.ci_low:.3f}, {row.ci_high:.3f}]"
         theory = "" if row.theory != row.theory else f"{row.theory:g}"
         agrees = {True: "yes", False: "NO", None: ""}.get(row.agrees, "")
@@ -225,7 +288,8 @@ def format_rates(table) -> str:
         degen = "" if row.degenerate != row.degenerate else f"{row.degenerate:.2f}"
         n_range = ("" if row.n_min != row.n_min
                    else f"{row.n_min:.0f}-{row.n_max:.0f}")
-        lines.append(f"{label[:18]:18s} {row.metric:14s} {row.slope:8.3f} {ci:>20s} "
+        head = f"{str(row.config):{config_w}s} " if configs else ""
+        lines.append(f"{head}{label:{label_w}s} {row.metric:14s} {row.slope:8.3f} {ci:>20s} "
                      f"{row.constant:10.4g} {theory:>7s}  {agrees:6s}  {row.failed:6.2f}  "
                      f"{capped:>6s}  {uncert:>6s}  {degen:>5s}  {n_range:>8s}"
                      f"{'  (' + row.note + ')' if row.note else ''}".rstrip())
@@ -241,9 +305,10 @@ def format_rates(table) -> str:
 
 def write_rates(out_dir, table) -> str:
     """Write ``table`` (from :func:`rate_table`) to ``out_dir`` as ``rates.csv`` and
-    ``rates.txt``; returns the text."""
+    ``rates.txt``; returns the text. The text of one folder leaves out a ``config``
+    column (the CSV keeps it): it is what ``gmoe rates`` prints for the folder."""
     out_dir = Path(out_dir)
     table.to_csv(out_dir / RATES_CSV, index=False)
-    text = format_rates(table)
+    text = format_rates(table.drop(columns="config", errors="ignore"))
     (out_dir / RATES_TXT).write_text(text + "\n")
     return text

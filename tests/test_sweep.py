@@ -340,3 +340,35 @@ def test_rate_plot_clips_absurd_error_bars_and_says_so():
     fig = plot_rates(empty, "loss")
     assert not fig.axes[0].texts
     plt.close(fig)
+
+
+def test_records_of_another_config_are_left_out_of_rates_with_a_warning(tmp_path):
+    from gmoe.tables import rate_table
+
+    run_sweep(small_config(reps=2), tmp_path / "own", n_jobs=1, progress=False)
+    run_sweep(small_config(reps=3), tmp_path / "other", n_jobs=1, progress=False)
+    before = rate_table(tmp_path / "own")
+    foreign = (tmp_path / "other" / RESULTS_FILE).read_text().splitlines(keepends=True)
+    foreign = [line for line in foreign if json.loads(line)["rep"] == 2]  # new tasks
+    with open(tmp_path / "own" / RESULTS_FILE, "a") as fh:
+        fh.writelines(foreign)
+    with pytest.warns(UserWarning, match="3 of the 9 records .* another config.*gmoe run"):
+        after = rate_table(tmp_path / "own")
+    np.testing.assert_allclose(after["slope"], before["slope"])
+    # a folder whose records all belong to another config is refused
+    (tmp_path / "other" / "sweep.json").write_text((tmp_path / "own" / "sweep.json")
+                                                   .read_text())
+    with pytest.raises(ValueError, match="none of the 9 records"):
+        rate_table(tmp_path / "other")
+
+
+def test_failures_figure_is_drawn_with_explicit_metrics_too(tmp_path):
+    from gmoe.plots import plot_sweep
+
+    run_sweep(small_config(), tmp_path, n_jobs=1, progress=False)
+    lines = (tmp_path / RESULTS_FILE).read_text().splitlines()
+    first = json.loads(lines[0])
+    first["status"] = "failed"
+    (tmp_path / RESULTS_FILE).write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    files = plot_sweep(tmp_path, metrics=["loss"], formats=("png",), dest=tmp_path / "f")
+    assert sorted(f.name for f in files) == ["tiny_failures.png", "tiny_loss.png"]
