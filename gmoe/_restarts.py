@@ -367,9 +367,9 @@ def _flag_thin_experts(run: dict, ctx: _Context) -> None:
     design, params = ctx.design, run["params"]
     resp, _ = joint_log_T(ctx.gate.log_weights_T(design, params),
                           expert_log_density_T(design, params.a, params.b, params.var))
-    # rows, not weights: a row of weight 5 is five copies of one point, and the
-    # verdict must not change when every weight is scaled
-    mass = resp.sum(axis=1) if design.weight is None else resp @ (design.weight > 0)
+    # rows, not weights (fit_em has dropped the rows of weight 0): a row of weight 5
+    # is five copies of one point, and scaling every weight must not change the verdict
+    mass = resp.sum(axis=1)
     need = design.d + 1 + MIN_RESIDUAL_ROWS
     thin = np.flatnonzero((mass >= 1.0) & (mass < need))
     if not thin.size:

@@ -125,15 +125,6 @@ def verdict_range(meta: dict) -> tuple[float, float]:
     return float(verdict.get("n_min", 0)), float(verdict.get("n_max", np.inf))
 
 
-def _capped_used(part, metric: str, used: np.ndarray) -> float:
-    """Share of the values a slope rests on that sit at the infimum's cap (a median
-    at the cap is the cap, not a rate)."""
-    flag = CAP_FLAGS.get(metric)
-    if flag not in part.columns or not used.any():
-        return np.nan
-    return float(np.mean(part[flag].to_numpy()[used] == True))  # noqa: E712
-
-
 def metric_values(part, metric: str, certified_only: bool = True) -> np.ndarray:
     """A metric's values, NaN for fits that are not certified maxima.
 
@@ -234,7 +225,9 @@ def rate_table(results, metrics=None, center: str = "median", theory: dict | Non
                    "uncertified": uncertified_share(part),
                    "uncertified_max_n": float(uncertified.max()) if len(uncertified) else np.nan,
                    "degenerate": degenerate_share(part),
-                   "capped": _capped_used(part, metric, used),
+                   # of the values the slope rests on: a median at the cap is the
+                   # cap, not a rate
+                   "capped": capped_share(part[used], metric),
                    "n_min": float(n[used].min()) if used.any() else np.nan,
                    "n_max": float(n[used].max()) if used.any() else np.nan}
             try:
